@@ -1,0 +1,194 @@
+"""Running invariants against a target: Hypothesis search and shrinking, verdicts, error statistics."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+import hypothesis
+import torch
+from hypothesis import given
+
+from lmspec.spec import Component, Context, Invariant, Violation
+from lmspec.spec.guard import DEFAULT_TIMEOUT_S, GuardedTarget
+
+from .loading import Target
+from .profiles import build_settings
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+@dataclass
+class RunConfig:
+    profile: str = "ci"
+    max_examples: int | None = None
+    seed: int | None = None
+    device: str = "cpu"
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    """One invariant x dtype: the verdict and everything needed to understand or reproduce it."""
+
+    invariant: str
+    dtype: str
+    verdict: str  # pass | fail | unsupported | error
+    kind: str
+    statement: str
+    examples: int = 0
+    max_abs_error: float | None = None
+    mean_abs_error: float | None = None
+    max_eps_error: float | None = None
+    message: str | None = None
+    counterexample: dict | None = None
+    reproduce: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def reproduce_command(component: Component, target: Target, config: RunConfig, invariant: Invariant, dtype: str, params: dict) -> str:
+    parts = ["lmspec", "check", component.name, "--target", target.path]
+    if target.adapter:
+        parts += ["--adapter", target.adapter]
+    for key, value in sorted(config.options.items()):
+        parts += ["--option", f"{key}={value}"]
+    if config.device != "cpu":
+        parts += ["--device", config.device]
+    parts += ["--invariant", invariant.id, "--dtype", dtype, "--replay", json.dumps(params, sort_keys=True)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _unsupported_reason(invariant: Invariant, dtype: str, target: Target) -> str | None:
+    if dtype in target.unsupported_dtypes:
+        return f"target declares dtype {dtype} unsupported"
+    missing = sorted(invariant.requires & target.unsupported_features)
+    if missing:
+        return f"target declares feature(s) {', '.join(missing)} unsupported"
+    return None
+
+
+def run_invariant(
+    component: Component,
+    invariant: Invariant,
+    target: Target,
+    dtype: torch.dtype,
+    config: RunConfig,
+    replay: dict | None = None,
+) -> Result:
+    """Search for a counterexample with Hypothesis (or replay one), and return the verdict."""
+    name = dtype_name(dtype)
+    result = Result(invariant.id, name, "pass", invariant.kind, invariant.statement)
+    reason = _unsupported_reason(invariant, name, target)
+    if reason:
+        result.verdict, result.message = "unsupported", reason
+        return result
+    options = component.resolve_options({**target.implied_options, **config.options})
+    guarded = GuardedTarget(target.fn, timeout_s=config.timeout_s, name=target.path)
+    errors: list = []
+    last_failure: dict = {}
+    started = time.perf_counter()
+
+    def one_example(params: dict) -> None:
+        result.examples += 1
+        ctx = Context(target=guarded, dtype=dtype, device=torch.device(config.device), options=options)
+        try:
+            invariant.check(ctx, params)
+        except Violation as violation:
+            last_failure.update(params=params, violation=violation)
+            raise
+        finally:
+            errors.extend(ctx.errors)
+
+    try:
+        if replay is not None:
+            one_example(replay)
+        else:
+            test = given(invariant.examples)(one_example)
+            if config.seed is not None:
+                test = hypothesis.seed(config.seed)(test)
+            test = build_settings(config.profile, config.max_examples, invariant.budget)(test)
+            test._hypothesis_internal_add_digest = f"{component.name}|{invariant.id}|{name}|{target.path}".encode()
+            test()
+    except Violation as violation:
+        result.verdict = "fail"
+        params = last_failure.get("params", replay)
+        result.message = violation.message
+        result.counterexample = {"params": params, "details": _jsonable(violation.details)}
+        result.reproduce = reproduce_command(component, target, config, invariant, name, params)
+    except hypothesis.errors.FlakyFailure as exc:
+        result.verdict = "fail"
+        result.message = f"flaky: the target failed on an example but not when it was replayed ({exc})"
+    except Exception as exc:  # a bug in a check or strategy: the invariant could not be evaluated
+        result.verdict = "error"
+        result.message = f"the check itself raised {type(exc).__name__}: {exc}"
+    result.seconds = round(time.perf_counter() - started, 3)
+    finite = [e for e in errors if e.max_abs == e.max_abs]
+    if finite:
+        result.max_abs_error = max(e.max_abs for e in finite)
+        result.mean_abs_error = sum(e.mean_abs for e in finite) / len(finite)
+        result.max_eps_error = max(e.max_eps for e in finite)
+    return result
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return "nan"
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def selected_dtypes(component: Component, invariant: Invariant, wanted: Iterable[str] | None) -> list[torch.dtype]:
+    dtypes = invariant.dtypes or component.dtypes
+    if wanted:
+        wanted = set(wanted)
+        dtypes = tuple(d for d in dtypes if dtype_name(d) in wanted)
+    return list(dtypes)
+
+
+def run_component(
+    component: Component,
+    target: Target,
+    config: RunConfig,
+    dtypes: Iterable[str] | None = None,
+    only: Iterable[str] | None = None,
+    replay: dict | None = None,
+    on_result=None,
+) -> list[Result]:
+    """Every selected invariant x dtype of `component` against `target`."""
+    only = set(only or ())
+    results = []
+    for invariant in component.invariants:
+        if only and invariant.id not in only:
+            continue
+        for dtype in selected_dtypes(component, invariant, dtypes):
+            result = run_invariant(component, invariant, target, dtype, config, replay=replay)
+            results.append(result)
+            if on_result:
+                on_result(result)
+    return results
+
+
+def exit_code(results: list[Result]) -> int:
+    """0: every invariant holds; 1: any violation; 2: a check errored, or nothing at all could be evaluated."""
+    verdicts = {r.verdict for r in results}
+    if "fail" in verdicts:
+        return 1
+    if "error" in verdicts or "pass" not in verdicts:
+        return 2
+    return 0

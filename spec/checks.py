@@ -1,0 +1,96 @@
+"""Assertions shared by invariants: differential against the float64 reference, and closeness of two
+outputs of the same target (for properties that need no reference)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from .core import Context, Violation
+from .guard import expect_tensor
+from .tolerance import DEFAULT_FACTOR, ErrorStats, compare, eps
+
+#: two outputs of the target that must agree exactly in real arithmetic may differ by this many eps of
+#: their scale (different reduction orders round differently); real bugs move outputs by O(scale).
+PROPERTY_ULPS = 16.0
+
+
+def to64(value: Any) -> Any:
+    """Upcast floating tensors (inside tuples/lists/dicts too) to float64 on the CPU; leave the rest."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().to(torch.float64) if value.is_floating_point() else value.detach().cpu()
+    if isinstance(value, (list, tuple)):
+        return type(value)(to64(v) for v in value)
+    if isinstance(value, dict):
+        return {k: to64(v) for k, v in value.items()}
+    return value
+
+
+def to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_cpu(v) for v in value)
+    if isinstance(value, dict):
+        return {k: to_cpu(v) for k, v in value.items()}
+    return value
+
+
+def reference_pair(reference: Callable, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """The reference on the float64 upcast of the (already rounded) inputs, and in the inputs' own dtype."""
+    return reference(*to64(args), **to64(kwargs)), reference(*to_cpu(args), **to_cpu(kwargs))
+
+
+def assert_matches(
+    ctx: Context,
+    out: Any,
+    ref64: torch.Tensor,
+    ref_lowp: torch.Tensor,
+    what: str = "output",
+    factor: float = DEFAULT_FACTOR,
+) -> ErrorStats:
+    """The tolerance policy (spec/tolerance.py) applied to one output; records the error statistics."""
+    finite = bool(torch.isfinite(ref64).all())
+    expect_tensor(out, tuple(ref64.shape), ctx.dtype, ctx.device, what=what, finite=finite)
+    stats = compare(out, ref64, ref_lowp, ctx.dtype, factor=factor)
+    ctx.errors.append(stats)
+    if not stats.ok:
+        raise Violation(
+            f"{what} differs from the float64 reference by {stats.max_abs:.3g} "
+            f"({stats.max_eps:.1f} eps of {ctx.dtype}) at index {stats.worst_index}: target {stats.target_value:.6g}, "
+            f"reference {stats.reference_value:.6g}; allowed {stats.allowed:.3g} = {factor:g} x the reference's own "
+            f"{ctx.dtype} error {stats.reference_error:.3g} + floor",
+            **stats.as_dict(),
+        )
+    return stats
+
+
+def differential(ctx: Context, reference: Callable, *args: Any, factor: float = DEFAULT_FACTOR, **kwargs: Any) -> ErrorStats:
+    """Call the target and the reference on the same inputs and apply the tolerance policy."""
+    ref64, ref_lowp = reference_pair(reference, *args, **kwargs)
+    out = ctx.target(*args, **kwargs)
+    return assert_matches(ctx, out, ref64, ref_lowp, factor=factor)
+
+
+def assert_close(ctx: Context, a: torch.Tensor, b: torch.Tensor, what: str, ulps: float = PROPERTY_ULPS) -> None:
+    """Two outputs of the target that must be equal in exact arithmetic agree up to rounding."""
+    a64, b64 = to64(a), to64(b)
+    if a64.shape != b64.shape:
+        raise Violation(f"{what}: shapes differ, {tuple(a64.shape)} vs {tuple(b64.shape)}")
+    both_nan = a64.isnan() & b64.isnan()
+    diff = torch.where(both_nan, torch.zeros_like(a64), (a64 - b64).abs())
+    diff = torch.nan_to_num(diff, nan=float("inf"))
+    finite = torch.cat([a64[torch.isfinite(a64)].abs(), b64[torch.isfinite(b64)].abs(), torch.zeros(1, dtype=torch.float64)])
+    scale = max(float(finite.max()), torch.finfo(ctx.dtype).tiny)
+    allowed = ulps * eps(ctx.dtype) * scale
+    worst = float(diff.max()) if diff.numel() else 0.0
+    if worst > allowed:
+        idx = [int(i) for i in torch.unravel_index(diff.argmax(), diff.shape)] if diff.dim() else []
+        raise Violation(
+            f"{what}: differ by {worst:.3g} at index {idx} ({float(a64[tuple(idx)]):.6g} vs {float(b64[tuple(idx)]):.6g}); "
+            f"allowed {allowed:.3g} ({ulps:g} eps of {ctx.dtype} at scale {scale:.3g})",
+            index=idx,
+            max_abs=worst,
+            allowed=allowed,
+        )

@@ -1,0 +1,114 @@
+"""Calling an untrusted target safely: time limit, input-mutation check, and output validation.
+
+A conformance check must survive a target that raises, hangs, mutates its inputs (so a reference computed
+afterwards would see different data), or returns the wrong shape, dtype, device or non-finite values.
+Each of these becomes a `Violation` with a clear reason, never a crash of the harness.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Any, Callable, Iterator
+
+import torch
+
+from .core import Violation
+
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class TargetTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Interrupt the block after `seconds` (SIGALRM; only possible on the main thread, elsewhere no limit)."""
+    usable = seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise TargetTimeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _tensors(values: Any) -> list[torch.Tensor]:
+    if isinstance(values, torch.Tensor):
+        return [values]
+    if isinstance(values, (list, tuple)):
+        return [t for v in values for t in _tensors(v)]
+    if isinstance(values, dict):
+        return [t for v in values.values() for t in _tensors(v)]
+    return []
+
+
+class GuardedTarget:
+    """Wraps a target callable so every call is time-limited and checked for input mutation."""
+
+    def __init__(self, fn: Callable, timeout_s: float | None = DEFAULT_TIMEOUT_S, name: str = "target"):
+        self.fn = fn
+        self.timeout_s = timeout_s
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        inputs = _tensors(args) + _tensors(kwargs)
+        snapshots = [t.detach().clone() for t in inputs]
+        try:
+            with time_limit(self.timeout_s):
+                out = self.fn(*args, **kwargs)
+        except TargetTimeout:
+            raise Violation(f"{self.name} did not return within {self.timeout_s:g}s (per-example timeout)") from None
+        except Violation:
+            raise
+        except Exception as exc:  # any exception of the target is its failure, not the harness's
+            raise Violation(f"{self.name} raised {type(exc).__name__}: {exc}".strip()) from exc
+        for i, (t, before) in enumerate(zip(inputs, snapshots)):
+            if not _same(t.detach(), before):
+                raise Violation(f"{self.name} mutated its input tensor #{i} (shape {tuple(t.shape)}) in place")
+        return out
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise-equal values, with NaN equal to NaN."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if not a.is_floating_point():
+        return torch.equal(a, b)
+    return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(0.0, 0.0, 0.0), b.nan_to_num(0.0, 0.0, 0.0)) and torch.equal(a.isinf(), b.isinf())
+
+
+def expect_tensor(
+    out: Any,
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+    device: torch.device,
+    what: str = "output",
+    finite: bool = True,
+) -> torch.Tensor:
+    """Validate the exact shape, dtype, device and finiteness of a target's output tensor."""
+    if not isinstance(out, torch.Tensor):
+        raise Violation(f"{what} is {type(out).__name__}, expected a torch.Tensor")
+    if tuple(out.shape) != tuple(shape):
+        raise Violation(f"{what} has shape {tuple(out.shape)}, expected {tuple(shape)}")
+    if out.dtype != dtype:
+        raise Violation(f"{what} has dtype {out.dtype}, expected {dtype}")
+    if out.device.type != device.type:
+        raise Violation(f"{what} is on device {out.device}, expected {device}")
+    if finite and out.is_floating_point() and not torch.isfinite(out).all():
+        bad = (~torch.isfinite(out)).nonzero()[0].tolist()
+        raise Violation(
+            f"{what} has non-finite values where the reference is finite (first at index {bad}: {out[tuple(bad)].item()})",
+            index=bad,
+        )
+    return out
