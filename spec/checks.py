@@ -9,7 +9,7 @@ import torch
 
 from .core import Context, Violation
 from .guard import expect_tensor
-from .tolerance import DEFAULT_FACTOR, ErrorStats, compare, eps
+from .tolerance import DEFAULT_FACTOR, FLOAT64_WITNESS_ULPS, ErrorStats, compare, eps
 
 #: two outputs of the target that must agree exactly in real arithmetic may differ by this many eps of
 #: their scale (different reduction orders round differently); real bugs move outputs by O(scale).
@@ -37,9 +37,40 @@ def to_cpu(value: Any) -> Any:
     return value
 
 
+def _float_dtype(value: Any) -> torch.dtype | None:
+    if isinstance(value, torch.Tensor):
+        return value.dtype if value.is_floating_point() else None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    for v in items:
+        found = _float_dtype(v)
+        if found is not None:
+            return found
+    return None
+
+
+def perturb_ulp(value: Any, generator: torch.Generator) -> Any:
+    """Every float64 input moved by up to FLOAT64_WITNESS_ULPS ulps: a stand-in for the rounding of inputs and
+    intermediates (dot products, sums) that any float64 implementation commits."""
+    if isinstance(value, torch.Tensor) and value.dtype == torch.float64:
+        noise = torch.rand(value.shape, generator=generator, dtype=torch.float64) * 2 - 1
+        return value * (1 + noise * FLOAT64_WITNESS_ULPS * torch.finfo(torch.float64).eps)
+    if isinstance(value, (list, tuple)):
+        return type(value)(perturb_ulp(v, generator) for v in value)
+    if isinstance(value, dict):
+        return {k: perturb_ulp(v, generator) for k, v in value.items()}
+    return value
+
+
 def reference_pair(reference: Callable, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-    """The reference on the float64 upcast of the (already rounded) inputs, and in the inputs' own dtype."""
-    return reference(*to64(args), **to64(kwargs)), reference(*to_cpu(args), **to_cpu(kwargs))
+    """The reference on the float64 upcast of the (already rounded) inputs, and the reference's own error
+    witness: the reference run in the inputs' dtype, or, for float64 inputs (which have no lower-precision
+    run to compare with), the reference on inputs perturbed by a few ulps, which measures the conditioning."""
+    args64, kwargs64 = to64(args), to64(kwargs)
+    ref64 = reference(*args64, **kwargs64)
+    if _float_dtype((args, kwargs)) == torch.float64:
+        gen = torch.Generator().manual_seed(0)
+        return ref64, reference(*perturb_ulp(args64, gen), **perturb_ulp(kwargs64, gen))
+    return ref64, reference(*to_cpu(args), **to_cpu(kwargs))
 
 
 def assert_matches(

@@ -20,6 +20,9 @@ import torch
 
 DEFAULT_FACTOR = 2.0
 FLOOR_ULPS = 8.0
+#: float64 has no lower precision to run the reference in: its error witness is the float64 reference on
+#: inputs perturbed by up to this many ulps (spec/checks.py: perturb_ulp), i.e. the problem's conditioning.
+FLOAT64_WITNESS_ULPS = 8.0
 
 
 def eps(dtype: torch.dtype) -> float:

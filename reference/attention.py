@@ -1,0 +1,313 @@
+"""Scaled dot-product attention and its variants: masks, GQA/MQA, multi-head, sliding window, KV cache, MLA.
+
+Sources:
+- Vaswani et al. 2017, "Attention Is All You Need", eq. 1 (scaled dot-product) and sec. 3.2.2 (multi-head).
+- torch.nn.functional.scaled_dot_product_attention (torch 2.13 docs): signature, boolean mask True = attend,
+  `is_causal` aligned top-left (`ones(L, S).tril(0)`), `enable_gqa` uses repeat_interleave (query head h uses
+  KV head h // (Hq / Hkv)), fully masked rows give zeros on the math path (torch >= 2.5 `_safe_softmax`).
+- FlashAttention >= 2.1 and `torch.nn.attention.bias.causal_lower_right`: causal mask aligned bottom-right.
+- Ainslie et al. 2023 (GQA), Shazeer 2019 (MQA), Beltagy et al. 2020 / Mistral 7B (sliding window),
+  DeepSeek-AI 2024, DeepSeek-V2, sec. 2.1.2-2.1.3, eqs. 9-19 (multi-head latent attention).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+from ._typing import Bool, Float, Int, Tensor, typechecked
+from .positions import rope
+
+Alignment = Literal["top_left", "bottom_right"]
+
+
+@typechecked
+def causal_mask(lq: int, lk: int, alignment: Alignment = "top_left", device: str | torch.device = "cpu") -> Bool[Tensor, "lq lk"]:
+    """True where query i may attend key j.
+
+    top_left (torch `is_causal`): j <= i. bottom_right (FlashAttention >= 2.1): j <= i + (lk - lq), i.e. the
+    last query sees every key, as when the queries are the newest tokens after a cache of lk - lq.
+    """
+    offset = 0 if alignment == "top_left" else lk - lq
+    i = torch.arange(lq, device=device)[:, None]
+    j = torch.arange(lk, device=device)[None, :]
+    return j <= i + offset
+
+
+@typechecked
+def sliding_window_mask(lq: int, lk: int, window: int, device: str | torch.device = "cpu") -> Bool[Tensor, "lq lk"]:
+    """Causal sliding window: query i (at absolute position p = i + lk - lq) sees keys p - window < j <= p.
+
+    `window` counts the visible keys including the query's own position: Mistral's / Hugging Face's
+    `sliding_window` (masking_utils.sliding_window_overlay: kv_idx > q_idx - sliding_window) and
+    FlashAttention's `window_size=(window - 1, 0)` with `causal=True`.
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    p = torch.arange(lq, device=device)[:, None] + (lk - lq)
+    j = torch.arange(lk, device=device)[None, :]
+    return (j <= p) & (j > p - window)
+
+
+@typechecked
+def repeat_kv(x: Float[Tensor, "b hkv l e"], n_rep: int) -> Float[Tensor, "b hq l e"]:
+    """Each KV head repeated for its group of n_rep consecutive query heads (HF `repeat_kv`, torch `enable_gqa`)."""
+    return x.repeat_interleave(n_rep, dim=1)
+
+
+def _masked_softmax(scores: Tensor, allowed: Tensor | None) -> Tensor:
+    """Softmax over keys where fully masked rows give all-zero weights (torch's math path), not NaN."""
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    row_max = scores.amax(dim=-1, keepdim=True)
+    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    exp = (scores - row_max).exp()
+    total = exp.sum(dim=-1, keepdim=True)
+    return torch.where(total > 0, exp / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(exp))
+
+
+@typechecked
+def scaled_dot_product_attention(
+    query: Float[Tensor, "*b hq lq e"],
+    key: Float[Tensor, "*b hkv lk e"],
+    value: Float[Tensor, "*b hkv lk ev"],
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+    *,
+    causal_alignment: Alignment = "top_left",
+    generator: torch.Generator | None = None,
+) -> Float[Tensor, "*b hq lq ev"]:
+    """softmax(q k^T * scale + mask) v, with torch's signature and semantics (Vaswani et al. 2017, eq. 1).
+
+    `attn_mask` is boolean (True = attend) or additive (added to the scores), broadcastable to
+    [*b, hq, lq, lk]. `causal_alignment` is the one extension: "bottom_right" gives FlashAttention's mask.
+    """
+    hq, hkv, e = query.shape[-3], key.shape[-3], query.shape[-1]
+    if hq != hkv:
+        if not enable_gqa or hq % hkv:
+            raise ValueError(f"{hq} query heads and {hkv} KV heads need enable_gqa=True and hq % hkv == 0")
+        key, value = _repeat_heads(key, hq // hkv), _repeat_heads(value, hq // hkv)
+    scale = 1.0 / math.sqrt(e) if scale is None else scale
+    scores = (query @ key.transpose(-2, -1)) * scale
+    lq, lk = query.shape[-2], key.shape[-2]
+    allowed = causal_mask(lq, lk, causal_alignment, query.device) if is_causal else None
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            allowed = attn_mask if allowed is None else allowed & attn_mask
+        else:
+            scores = scores + attn_mask.to(scores.dtype)
+    if allowed is not None:
+        allowed = allowed.expand_as(scores)
+    weights = _masked_softmax(scores, allowed)
+    if dropout_p > 0.0:
+        keep = torch.rand(weights.shape, generator=generator, dtype=torch.float32, device=weights.device) >= dropout_p
+        weights = weights * keep.to(weights.dtype) / (1.0 - dropout_p)
+    return weights @ value
+
+
+def _repeat_heads(x: Tensor, n_rep: int) -> Tensor:
+    return x.repeat_interleave(n_rep, dim=-3)
+
+
+@typechecked
+def sliding_window_attention(
+    query: Float[Tensor, "b hq lq e"],
+    key: Float[Tensor, "b hkv lk e"],
+    value: Float[Tensor, "b hkv lk ev"],
+    window: int,
+    scale: float | None = None,
+) -> Float[Tensor, "b hq lq ev"]:
+    """Causal attention restricted to the last `window` keys (see `sliding_window_mask`); GQA allowed."""
+    mask = sliding_window_mask(query.shape[-2], key.shape[-2], window, query.device)
+    return scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale, enable_gqa=True)
+
+
+def _split_heads(x: Tensor, heads: int) -> Tensor:
+    b, l, _ = x.shape
+    return x.reshape(b, l, heads, -1).transpose(1, 2)
+
+
+@typechecked
+def multi_head_attention(
+    x: Float[Tensor, "b l d"],
+    w_q: Float[Tensor, "hqe d"],
+    w_k: Float[Tensor, "hkve d"],
+    w_v: Float[Tensor, "hkvev d"],
+    w_o: Float[Tensor, "d hqev"],
+    num_heads: int,
+    num_kv_heads: int,
+    is_causal: bool = True,
+) -> Float[Tensor, "b l d"]:
+    """Fused multi-head (GQA / MQA) self-attention: one matmul per projection, heads split by reshape.
+
+    Weights are in nn.Linear layout ([out, in]); head h owns rows h*E:(h+1)*E of w_q, and query head h
+    uses KV head h // (num_heads / num_kv_heads) (Vaswani et al. 2017, sec. 3.2.2; Ainslie et al. 2023).
+    No RoPE: positions are the positions family's concern.
+    """
+    q = _split_heads(x @ w_q.T, num_heads)
+    k = _split_heads(x @ w_k.T, num_kv_heads)
+    v = _split_heads(x @ w_v.T, num_kv_heads)
+    out = scaled_dot_product_attention(q, k, v, is_causal=is_causal, enable_gqa=True)
+    b, _, l, _ = out.shape
+    return out.transpose(1, 2).reshape(b, l, -1) @ w_o.T
+
+
+@typechecked
+def multi_head_attention_per_head(
+    x: Float[Tensor, "b l d"],
+    w_q: Float[Tensor, "hqe d"],
+    w_k: Float[Tensor, "hkve d"],
+    w_v: Float[Tensor, "hkvev d"],
+    w_o: Float[Tensor, "d hqev"],
+    num_heads: int,
+    num_kv_heads: int,
+    is_causal: bool = True,
+) -> Float[Tensor, "b l d"]:
+    """The "wrapper" form: one single-head attention per head with its own weight slices, concatenated,
+    then projected. Equal to `multi_head_attention` given the same split weights."""
+    e = w_q.shape[0] // num_heads
+    ev = w_v.shape[0] // num_kv_heads
+    group = num_heads // num_kv_heads
+    heads = []
+    for h in range(num_heads):
+        kv = h // group
+        q = x @ w_q[h * e : (h + 1) * e].T
+        k = x @ w_k[kv * e : (kv + 1) * e].T
+        v = x @ w_v[kv * ev : (kv + 1) * ev].T
+        heads.append(scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], is_causal=is_causal)[:, 0])
+    return torch.cat(heads, dim=-1) @ w_o.T
+
+
+class KVCache:
+    """Per-layer key/value cache for incremental decoding: keys and values [B, Hkv, T, E] appended in order."""
+
+    def __init__(self, num_layers: int):
+        self.keys: list[Tensor | None] = [None] * num_layers
+        self.values: list[Tensor | None] = [None] * num_layers
+
+    def update(self, layer: int, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Append this step's keys and values for `layer`; return everything cached for it so far."""
+        if self.keys[layer] is None:
+            self.keys[layer], self.values[layer] = key, value
+        else:
+            self.keys[layer] = torch.cat([self.keys[layer], key], dim=-2)
+            self.values[layer] = torch.cat([self.values[layer], value], dim=-2)
+        return self.keys[layer], self.values[layer]
+
+    @property
+    def length(self) -> int:
+        return 0 if self.keys[0] is None else self.keys[0].shape[-2]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values if t is not None)
+
+
+def kv_cache_bytes(num_layers: int, kv_heads: int, head_dim: int, tokens: int, batch: int, bytes_per_element: int) -> int:
+    """2 (K and V) x layers x kv_heads x head_dim x tokens x batch x bytes per element."""
+    return 2 * num_layers * kv_heads * head_dim * tokens * batch * bytes_per_element
+
+
+@typechecked
+def cached_attention(
+    query: Float[Tensor, "b hq lnew e"],
+    key: Float[Tensor, "b hkv lnew e"],
+    value: Float[Tensor, "b hkv lnew ev"],
+    cache_key: Float[Tensor, "b hkv lpast e"],
+    cache_value: Float[Tensor, "b hkv lpast ev"],
+    scale: float | None = None,
+) -> tuple[Float[Tensor, "b hq lnew ev"], Float[Tensor, "b hkv lall e"], Float[Tensor, "b hkv lall ev"]]:
+    """One decoding step with a KV cache: append the new keys/values, attend causally.
+
+    New query t sits at absolute position lpast + t and sees keys 0..lpast + t (bottom-right alignment).
+    Returns (output, cache_key', cache_value') with the new entries appended after the old ones.
+    """
+    keys = torch.cat([cache_key, key], dim=-2)
+    values = torch.cat([cache_value, value], dim=-2)
+    out = scaled_dot_product_attention(
+        query, keys, values, is_causal=True, scale=scale, enable_gqa=True, causal_alignment="bottom_right"
+    )
+    return out, keys, values
+
+
+# --- Multi-head latent attention (DeepSeek-V2, sec. 2.1.2-2.1.3) -------------------------------------------
+
+
+def _mla_parts(x, w_dkv, w_q, w_qr, w_kr, num_heads, rope_theta):
+    """Shared pieces of both MLA forms: the latent c_KV (eq. 9), queries (eqs. 12-13 without query
+    compression), and the decoupled RoPE key k_R (eq. 17), one per token, shared by all heads."""
+    b, l, _ = x.shape
+    positions = torch.arange(l, device=x.device)
+    latent = x @ w_dkv.T  # [b, l, d_c]
+    q_c = _split_heads(x @ w_q.T, num_heads)  # [b, h, l, e]
+    q_r = rope(_split_heads(x @ w_qr.T, num_heads), positions, rope_theta)  # [b, h, l, e_r]
+    k_r = rope(x @ w_kr.T, positions, rope_theta)  # [b, l, e_r], shared across heads
+    return latent, q_c, q_r, k_r
+
+
+@typechecked
+def multi_head_latent_attention(
+    x: Float[Tensor, "b l d"],
+    w_dkv: Float[Tensor, "dc d"],
+    w_uk: Float[Tensor, "he dc"],
+    w_uv: Float[Tensor, "hev dc"],
+    w_q: Float[Tensor, "he d"],
+    w_qr: Float[Tensor, "her d"],
+    w_kr: Float[Tensor, "er d"],
+    w_o: Float[Tensor, "d hev"],
+    num_heads: int,
+    rope_theta: float = 10000.0,
+) -> Float[Tensor, "b l d"]:
+    """Causal MLA, explicit form: keys and values up-projected from the latent, then ordinary attention.
+
+    k_h = [W_UK_h c_KV ; k_R], q_h = [W_Q_h x ; RoPE(W_QR_h x)], scale 1/sqrt(e + e_r) (eqs. 14-19).
+    """
+    latent, q_c, q_r, k_r = _mla_parts(x, w_dkv, w_q, w_qr, w_kr, num_heads, rope_theta)
+    k_c = _split_heads(latent @ w_uk.T, num_heads)
+    v = _split_heads(latent @ w_uv.T, num_heads)
+    k = torch.cat([k_c, k_r[:, None].expand(-1, num_heads, -1, -1)], dim=-1)
+    q = torch.cat([q_c, q_r], dim=-1)
+    out = scaled_dot_product_attention(q, k, v, is_causal=True)
+    b, _, l, _ = out.shape
+    return out.transpose(1, 2).reshape(b, l, -1) @ w_o.T
+
+
+@typechecked
+def multi_head_latent_attention_absorbed(
+    x: Float[Tensor, "b l d"],
+    w_dkv: Float[Tensor, "dc d"],
+    w_uk: Float[Tensor, "he dc"],
+    w_uv: Float[Tensor, "hev dc"],
+    w_q: Float[Tensor, "he d"],
+    w_qr: Float[Tensor, "her d"],
+    w_kr: Float[Tensor, "er d"],
+    w_o: Float[Tensor, "d hev"],
+    num_heads: int,
+    rope_theta: float = 10000.0,
+) -> Float[Tensor, "b l d"]:
+    """Causal MLA with W_UK absorbed into the query and W_UV applied after attention (sec. 2.1.2):
+    attention runs over the cached latent c_KV and k_R only, (d_c + e_r) numbers per token."""
+    latent, q_c, q_r, k_r = _mla_parts(x, w_dkv, w_q, w_qr, w_kr, num_heads, rope_theta)
+    dc = latent.shape[-1]
+    e = q_c.shape[-1]
+    w_uk_h = w_uk.reshape(num_heads, e, dc)
+    q_latent = q_c @ w_uk_h[None]  # [b, h, l, dc]: q_C^T W_UK_h
+    scale = 1.0 / math.sqrt(e + q_r.shape[-1])
+    scores = (q_latent @ latent[:, None].transpose(-2, -1) + q_r @ k_r[:, None].transpose(-2, -1)) * scale
+    l = x.shape[1]
+    weights = _masked_softmax(scores, causal_mask(l, l, "top_left", x.device))
+    context = weights @ latent[:, None]  # [b, h, l, dc]
+    w_uv_h = w_uv.reshape(num_heads, -1, dc)
+    out = context @ w_uv_h.transpose(-2, -1)[None]  # [b, h, l, ev]
+    b = x.shape[0]
+    return out.transpose(1, 2).reshape(b, l, -1) @ w_o.T
+
+
+def mla_cache_elements_per_token(latent_dim: int, rope_dim: int) -> int:
+    """MLA caches c_KV and k_R: (d_c + d_h^R) elements per token per layer (DeepSeek-V2, Table 1)."""
+    return latent_dim + rope_dim
