@@ -12,10 +12,10 @@ __all__ = ["Component", "Context", "Invariant", "Option", "Unsupported", "Violat
 
 def components() -> dict[str, Component]:
     """Every component, by name, in catalog order."""
-    from . import attention, softmax
+    from . import attention, attention_variants, softmax
 
     found: dict[str, Component] = {}
-    for family in (softmax, attention):
+    for family in (softmax, attention, attention_variants):
         for component in family.COMPONENTS:
             if component.name in found:
                 raise RuntimeError(f"duplicate component name {component.name!r}")
