@@ -102,6 +102,7 @@ def run_invariant(
     def one_example(params: dict) -> None:
         result.examples += 1
         ctx = Context(target=guarded, dtype=dtype, device=torch.device(config.device), options=options)
+        torch.manual_seed(0)  # a target that draws random numbers replays identically: no flaky failures
         try:
             invariant.check(ctx, params)
         except Violation as violation:
@@ -129,6 +130,8 @@ def run_invariant(
     except hypothesis.errors.FlakyFailure as exc:
         result.verdict = "fail"
         result.message = f"flaky: the target failed on an example but not when it was replayed ({exc})"
+        if last_failure:
+            result.counterexample = {"params": last_failure["params"], "details": _jsonable(last_failure["violation"].details)}
     except Exception as exc:  # a bug in a check or strategy: the invariant could not be evaluated
         result.verdict = "error"
         result.message = f"the check itself raised {type(exc).__name__}: {exc}"
