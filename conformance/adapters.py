@@ -17,8 +17,9 @@ Registered here:
 - `flash_attn`, `flash_attn_sliding_window`: FlashAttention 2's `flash_attn_func(q, k, v, dropout_p,
   softmax_scale, causal, window_size, ...)`, [B, L, H, E] layout.
 
-Each component gets its own adapter name where the implied options differ: the runner resolves an adapter's
-implied options against the component's options, and `sliding_window_attention` has none.
+The `attention` and `sliding_window_attention` adapters of one library are registered under separate names:
+the runner resolves an adapter's implied options against the component's options, where an unknown option
+raises, and `sliding_window_attention` has no options.
 """
 
 from __future__ import annotations
@@ -226,8 +227,9 @@ register(
         "LlamaConfig with the canonical sizes (hidden_size=D, heads, kv heads, head_dim=E, no bias, eager attention), "
         "the canonical weights copied into q/k/v/o_proj, RoPE disabled (cos=1, sin=0), the causal mask from "
         "masking_utils.create_causal_mask, eval mode, no_grad, in the input's dtype. float64 unsupported (softmax in "
-        "float32). Ev != E raises NotImplementedError: the module has a single head_dim.",
+        "float32). Ev != E (feature ev_ne_e) is unsupported: the module has a single head_dim.",
         unsupported_dtypes=frozenset({"float64"}),
+        unsupported_features=frozenset({"ev_ne_e"}),
     )
 )
 

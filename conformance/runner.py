@@ -93,7 +93,9 @@ def run_invariant(
     if reason:
         result.verdict, result.message = "unsupported", reason
         return result
-    options = component.resolve_options({**target.implied_options, **config.options})
+    known = {o.name for o in component.options}
+    implied = {k: v for k, v in target.implied_options.items() if k in known}  # an adapter may serve several components
+    options = component.resolve_options({**implied, **config.options})
     guarded = GuardedTarget(target.fn, timeout_s=config.timeout_s, name=target.path)
     errors: list = []
     last_failure: dict = {}

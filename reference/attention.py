@@ -40,8 +40,8 @@ def causal_mask(lq: int, lk: int, alignment: Alignment = "top_left", device: str
 def sliding_window_mask(lq: int, lk: int, window: int, device: str | torch.device = "cpu") -> Bool[Tensor, "lq lk"]:
     """Causal sliding window: query i (at absolute position p = i + lk - lq) sees keys p - window < j <= p.
 
-    `window` counts the visible keys including the query's own position: Mistral's / Hugging Face's
-    `sliding_window` (masking_utils.sliding_window_overlay: kv_idx > q_idx - sliding_window) and
+    `window` counts the visible keys including the query's own position: Hugging Face's `sliding_window`
+    for Mistral and Qwen2 (masking_utils.sliding_window_overlay: kv_idx > q_idx - sliding_window) and
     FlashAttention's `window_size=(window - 1, 0)` with `causal=True`.
     """
     if window < 1:

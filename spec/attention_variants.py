@@ -25,16 +25,18 @@ GQA = "Ainslie et al. 2023, GQA; Shazeer 2019, MQA"
 
 
 @st.composite
-def _mha_examples(draw, gqa: bool = True) -> dict:
+def _mha_examples(draw, gqa: bool = True, value_dim_differs: bool = False) -> dict:
+    """Ev = E unless `value_dim_differs` (many libraries, HF Llama among them, have one head_dim for q, k and v)."""
     hkv = draw(sizes(1, 3))
+    e = draw(sizes(1, 6))
     return {
         "B": draw(sizes(1, 2)),
         "L": draw(sizes(1, 8)),
         "D": draw(sizes(1, 12)),
         "Hkv": hkv,
         "H": hkv * (draw(sizes(1, 3)) if gqa else 1),
-        "E": draw(sizes(1, 6)),
-        "Ev": draw(sizes(1, 6)),
+        "E": e,
+        "Ev": draw(sizes(1, 6).filter(lambda ev: ev != e)) if value_dim_differs else e,
         "causal": draw(st.booleans()),
         "cut": draw(st.integers(0, 7)),
         "seed": draw(seeds()),
@@ -110,9 +112,13 @@ MULTI_HEAD = Component(
     ),
     summary="Self-attention with nn.Linear-layout projections, H query heads sharing Hkv KV heads (MHA, GQA, MQA); no RoPE.",
     reference=ref.multi_head_attention,
+    features={"ev_ne_e": "a value head dim Ev different from the query/key head dim E"},
     invariants=(
         Invariant("mha.reference.matches", "Output equals the float64 reference for MHA, GQA and MQA head layouts.",
                   f"{VASWANI}, sec. 3.2.2; {GQA}", "differential", _mha_examples(), _check_mha_reference),
+        Invariant("mha.reference.value_dim_differs", "Output equals the float64 reference when the value head dim Ev differs from E.",
+                  f"{VASWANI}, sec. 3.2.2 (d_v need not equal d_k)", "differential", _mha_examples(value_dim_differs=True),
+                  _check_mha_reference, requires=frozenset({"ev_ne_e"})),
         Invariant("mha.heads.one_head_is_single_head_attention", "With one head the block is softmax(x W_q (x W_k)^T / sqrt(E)) x W_v W_o^T.",
                   f"{VASWANI}, eq. 1", "differential", _mha_examples(gqa=False), _check_mha_single_head),
         Invariant("mha.heads.fused_equals_per_head", "The fused block equals the sum over heads of one-head blocks built from that head's weight slices (query head h with KV head h // G).",
@@ -126,7 +132,10 @@ MULTI_HEAD = Component(
 
 # --- sliding window -------------------------------------------------------------------------------------
 
-MISTRAL = "Jiang et al. 2023, Mistral 7B, sec. 2 (sliding window); transformers masking_utils.sliding_window_overlay"
+MISTRAL = (
+    "Jiang et al. 2023, Mistral 7B, sec. 2 (sliding window); Hugging Face `sliding_window` "
+    "(transformers masking_utils.sliding_window_overlay)"
+)
 
 
 @st.composite
@@ -163,7 +172,8 @@ SLIDING_WINDOW = Component(
         "window: int >= 1, scale: float | None = None) -> Float[B, Hq, L, Ev]"
     ),
     summary="Causal attention where query i sees keys i - window < j <= i (window keys, itself included); "
-    "Mistral sliding_window = window, FlashAttention window_size = (window - 1, 0).",
+    "Hugging Face (Mistral, Qwen2) sliding_window = window, FlashAttention window_size = (window - 1, 0). Mistral's "
+    "original one_file_ref.py prefill mask admits window + 1 keys (docs/conventions.md).",
     reference=ref.sliding_window_attention,
     invariants=(
         Invariant("sliding_window.reference.matches", "Output equals the float64 reference.", MISTRAL, "differential",

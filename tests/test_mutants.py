@@ -43,6 +43,7 @@ MUTANTS = [
     ("attention", f"{A}:dropout_in_eval", {"attention.dropout.zero_is_identity", "attention.reference.matches"}, {}),
     ("multi_head_attention", f"{V}:mha_heads_split_transposed", {"mha.heads.fused_equals_per_head", "mha.reference.matches"}, {}),
     ("multi_head_attention", f"{V}:mha_gqa_modulo", {"mha.gqa.equals_repeated_kv", "mha.heads.fused_equals_per_head"}, {}),
+    ("multi_head_attention", f"{V}:mha_assumes_ev_equals_e", {"mha.reference.value_dim_differs"}, {}),
     ("multi_head_attention", f"{V}:mha_ignores_causal",
      {"mha.causal.future_independence", "mha.heads.one_head_is_single_head_attention"}, {}),
     ("sliding_window_attention", f"{V}:window_one_too_wide", {"sliding_window.visible_keys", "sliding_window.reference.matches"}, {}),

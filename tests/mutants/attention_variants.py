@@ -33,6 +33,13 @@ def mha_gqa_modulo(x, w_q, w_k, w_v, w_o, num_heads, num_kv_heads, is_causal=Tru
     return _mha(x, w_q, w_k, w_v, w_o, num_heads, num_kv_heads, is_causal, interleave=False)
 
 
+def mha_assumes_ev_equals_e(x, w_q, w_k, w_v, w_o, num_heads, num_kv_heads, is_causal=True):
+    """Splits the value projection with the query/key head dim E."""
+    e = w_q.shape[0] // num_heads
+    w_v = w_v[: num_kv_heads * e] if w_v.shape[0] >= num_kv_heads * e else torch.cat([w_v, w_v])[: num_kv_heads * e]
+    return _mha(x, w_q, w_k, w_v, w_o[:, : num_heads * e] if w_o.shape[1] >= num_heads * e else w_o, num_heads, num_kv_heads, is_causal)
+
+
 def mha_ignores_causal(x, w_q, w_k, w_v, w_o, num_heads, num_kv_heads, is_causal=True):
     return _mha(x, w_q, w_k, w_v, w_o, num_heads, num_kv_heads, is_causal, causal=False)
 
