@@ -17,7 +17,7 @@ def as_data(registry: dict[str, Component]) -> list[dict]:
             "signature": c.signature,
             "summary": c.summary,
             "reference": c.reference_path,
-            "dtypes": [_dtype(d) for d in c.dtypes],
+            "dtypes": [_dtype(d) for d in c.dtypes] or ["any"],
             "options": [{"name": o.name, "default": o.default, "choices": list(o.choices), "doc": o.doc} for o in c.options],
             "features": dict(c.features),
             "invariants": [
@@ -27,7 +27,7 @@ def as_data(registry: dict[str, Component]) -> list[dict]:
                     "statement": i.statement,
                     "source": i.source,
                     "requires": sorted(i.requires),
-                    "dtypes": [_dtype(d) for d in (i.dtypes or c.dtypes)],
+                    "dtypes": [_dtype(d) for d in (i.dtypes or c.dtypes)] or ["any"],
                 }
                 for i in c.invariants
             ],

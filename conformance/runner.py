@@ -21,8 +21,9 @@ from .profiles import build_settings
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
+def dtype_name(dtype: torch.dtype | None) -> str:
+    """'float32' etc.; components with no dtype (tokenizers, formulas) run once under the name 'any'."""
+    return "any" if dtype is None else str(dtype).replace("torch.", "")
 
 
 @dataclass
@@ -82,7 +83,7 @@ def run_invariant(
     component: Component,
     invariant: Invariant,
     target: Target,
-    dtype: torch.dtype,
+    dtype: torch.dtype | None,
     config: RunConfig,
     replay: dict | None = None,
 ) -> Result:
@@ -158,8 +159,10 @@ def _jsonable(value):
     return repr(value)
 
 
-def selected_dtypes(component: Component, invariant: Invariant, wanted: Iterable[str] | None) -> list[torch.dtype]:
+def selected_dtypes(component: Component, invariant: Invariant, wanted: Iterable[str] | None) -> list[torch.dtype | None]:
     dtypes = invariant.dtypes or component.dtypes
+    if not dtypes:
+        return [None]
     if wanted:
         wanted = set(wanted)
         dtypes = tuple(d for d in dtypes if dtype_name(d) in wanted)

@@ -71,7 +71,7 @@ class Component:
     summary: str
     reference: Callable
     invariants: tuple[Invariant, ...]
-    dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES
+    dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES  # () for components without a dtype: run once, as 'any'
     options: tuple[Option, ...] = ()
     #: features a target may declare unsupported, with what each means.
     features: dict[str, str] = field(default_factory=dict)
@@ -102,7 +102,7 @@ class Context:
     """What a check sees: the guarded target, the dtype and device under test, options, and error records."""
 
     target: Callable
-    dtype: torch.dtype
+    dtype: torch.dtype | None  # None for components that have no dtype (tokenizers, formulas)
     device: torch.device
     options: dict[str, str]
     errors: list = field(default_factory=list)
