@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from lmspec.spec import components, get_component
@@ -159,6 +160,8 @@ def cmd_catalog(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lmspec list | head` ends quietly
     args = _parser().parse_args(argv)
     return {"list": cmd_list, "check": cmd_check, "catalog": cmd_catalog}[args.command](args)
 

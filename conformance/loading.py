@@ -74,8 +74,20 @@ def _declared(obj: object, key: str) -> frozenset[str]:
     return frozenset(str(v).replace("torch.", "") for v in decl.get(key, ()))
 
 
+def all_adapters() -> dict:
+    """The registry in conformance/adapters.py plus every conformance/adapters_<family>.py module's registrations."""
+    import pkgutil
+
+    from . import adapters
+
+    for module in pkgutil.iter_modules([os.path.dirname(adapters.__file__)]):
+        if module.name.startswith("adapters_"):
+            importlib.import_module(f"{__package__}.{module.name}")
+    return adapters.ADAPTERS
+
+
 def load_target(path: str, component: str, adapter: str | None = None) -> Target:
-    from .adapters import ADAPTERS
+    ADAPTERS = all_adapters()
 
     obj = resolve(path)
     if adapter is not None:
