@@ -12,7 +12,7 @@ import sys
 
 from lmspec.spec import components, get_component
 
-from . import catalog
+from . import catalog, estimate
 from .loading import LoadError, load_target
 from .report import json_report, write_json, write_junit
 from .runner import DTYPES, Result, RunConfig, exit_code, run_component
@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     cat = sub.add_parser("catalog", help="write docs/catalog.md from spec/ (or check it is current)")
     cat.add_argument("--output", default="docs/catalog.md")
     cat.add_argument("--check", action="store_true", help="exit 1 if the file differs from what spec/ generates")
+    estimate.add_parser(sub)
     return parser
 
 
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lmspec list | head` ends quietly
     args = _parser().parse_args(argv)
-    return {"list": cmd_list, "check": cmd_check, "catalog": cmd_catalog}[args.command](args)
+    return {"list": cmd_list, "check": cmd_check, "catalog": cmd_catalog, "estimate": estimate.run}[args.command](args)
 
 
 if __name__ == "__main__":

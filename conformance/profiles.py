@@ -5,7 +5,7 @@ The example database lives in `.hypothesis/` so failures found by `dev` or `fuzz
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 PROFILES = {
@@ -25,7 +25,10 @@ def build_settings(profile: str, max_examples: int | None = None, budget: float 
     base.setdefault("database", DirectoryBasedExampleDatabase(".hypothesis/examples"))
     n = max_examples if max_examples is not None else base["max_examples"]
     base["max_examples"] = max(1, int(round(n * budget)))
-    return settings(deadline=None, suppress_health_check=_SUPPRESSED, print_blob=False, report_multiple_bugs=False, **base)
+    # no `explain` phase: it replays each failure ~100 times to annotate lines, and our counterexample is the
+    # shrunk parameter dict, printed with a --replay command.
+    phases = [p for p in Phase if p != Phase.explain]
+    return settings(deadline=None, phases=phases, suppress_health_check=_SUPPRESSED, print_blob=False, report_multiple_bugs=False, **base)
 
 
 def register() -> None:

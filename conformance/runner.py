@@ -66,7 +66,8 @@ def reproduce_command(component: Component, target: Target, config: RunConfig, i
         parts += ["--option", f"{key}={value}"]
     if config.device != "cpu":
         parts += ["--device", config.device]
-    parts += ["--invariant", invariant.id, "--dtype", dtype, "--replay", json.dumps(params, sort_keys=True)]
+    parts += ["--invariant", invariant.id] + (["--dtype", dtype] if dtype != "any" else [])
+    parts += ["--replay", json.dumps(params, sort_keys=True)]
     return " ".join(shlex.quote(p) for p in parts)
 
 

@@ -1,0 +1,287 @@
+"""Broken resource-accounting implementations: each is the reference with one mistake seen in the wild."""
+
+import math
+
+import torch
+
+from lmspec.reference import flops as F
+from lmspec.reference import formats as N
+from lmspec.reference import memory as M
+from lmspec.reference import params as P
+from lmspec.reference.attention import kv_cache_bytes as _kv_cache_bytes
+
+# --- parameters -----------------------------------------------------------------------------------------
+
+
+def layernorm_off_by_one(config, embedding="input_and_output"):
+    """Forgets GPT-2's final LayerNorm (ln_f): 2 d parameters short."""
+    out = P.param_count(config, embedding)
+    arch = P.architecture(config)
+    if arch.norm == "layernorm":
+        out = {**out, "total": out["total"] - 2 * arch.hidden_size, "non_embedding": out["non_embedding"] - 2 * arch.hidden_size,
+               "active": out["active"] - 2 * arch.hidden_size}
+    return out
+
+
+def untied_head_counted_as_tied(config, embedding="input_and_output"):
+    """Counts the output head as the token table even when tie_word_embeddings is false."""
+    arch = P.architecture(config)
+    return P.param_count(P.Architecture(**{**arch.__dict__, "tied_embeddings": True}), embedding) if not arch.tied_embeddings \
+        else P.param_count(config, embedding)
+
+
+def positions_not_embedding(config, embedding="input_and_output"):
+    """Leaves the learned position table out of the embedding count whatever the convention."""
+    out = P.param_count(config, embedding)
+    positions = P.parameter_breakdown(config)["position_embedding"]
+    if embedding != "positions_only":
+        out = {**out, "embedding": out["embedding"] - positions, "non_embedding": out["non_embedding"] + positions}
+    return out
+
+
+def moe_active_is_total(config, embedding="input_and_output"):
+    """Reports every expert as active."""
+    out = P.param_count(config, embedding)
+    return {**out, "active": out["total"]}
+
+
+def meta_width_rounded_down(config, embedding="input_and_output"):
+    """Rounds Meta's FFN width down to multiple_of instead of up."""
+    if "dim" in config and "model_type" not in config:
+        arch = P.architecture(config)
+        hidden = int(2 * 4 * arch.hidden_size / 3)
+        if config.get("ffn_dim_multiplier") is not None:
+            hidden = int(config["ffn_dim_multiplier"] * hidden)
+        m = int(config.get("multiple_of", 256))
+        return P.param_count(P.Architecture(**{**arch.__dict__, "intermediate_size": m * (hidden // m)}), embedding)
+    return P.param_count(config, embedding)
+
+
+def approx_with_biases(num_layers, d_model):
+    """12 L d^2 + 13 L d: counts the biases and norms, so the stated error no longer holds."""
+    return 12 * num_layers * d_model**2 + 13 * num_layers * d_model
+
+
+# --- FLOPs ----------------------------------------------------------------------------------------------
+
+
+def matmul_without_factor_two(m, n, k):
+    """Counts multiply-adds (m n k), not FLOPs."""
+    return m * n * k
+
+
+def attention_qk_only(batch, heads, q_len, kv_len, head_dim, value_dim=None, attention="dense"):
+    """Counts QK^T and forgets AV."""
+    return F.attention_flops(batch, heads, q_len, kv_len, head_dim, 0, attention)
+
+
+def attention_exact_is_half(batch, heads, q_len, kv_len, head_dim, value_dim=None, attention="dense"):
+    """Treats the exact causal count as half the dense one (off by the diagonal)."""
+    return F.attention_flops(batch, heads, q_len, kv_len, head_dim, value_dim, "half" if attention == "exact" else attention)
+
+
+def forward_without_head(config, seq_len, batch=1, attention="dense"):
+    """Forgets the output head (2 T d V)."""
+    parts = F.forward_breakdown(config, seq_len, batch, attention)
+    return parts["total"] - parts["head"]
+
+
+def forward_without_attention_core(config, seq_len, batch=1, attention="dense"):
+    """Counts only the weight matmuls (2 N per token), not QK^T and AV."""
+    parts = F.forward_breakdown(config, seq_len, batch, attention)
+    return parts["total"] - parts["attention_core"]
+
+
+def forward_ignores_convention(config, seq_len, batch=1, attention="dense"):
+    """Always counts dense attention."""
+    return F.forward_flops(config, seq_len, batch, "dense")
+
+
+def forward_attention_over_kv_heads(config, seq_len, batch=1, attention="dense"):
+    """Counts the attention core over KV heads (wrong under GQA: queries keep all heads)."""
+    arch = P.architecture(config)
+    parts = F.forward_breakdown(config, seq_len, batch, attention)
+    return parts["total"] - parts["attention_core"] * (arch.num_heads - arch.num_kv_heads) // arch.num_heads
+
+
+def backward_equals_forward(config, seq_len, batch=1, recompute="none", attention="dense"):
+    """Training = 2 x forward: forgets that the backward computes input and weight gradients."""
+    return F.training_flops(config, seq_len, batch, recompute, attention) - F.forward_flops(config, seq_len, batch, attention)
+
+
+def recompute_includes_head(config, seq_len, batch=1, recompute="none", attention="dense"):
+    """Full recomputation reruns the output head as well."""
+    extra = F.forward_breakdown(config, seq_len, batch, attention)["head"] if recompute == "full" else 0
+    return F.training_flops(config, seq_len, batch, recompute, attention) + extra
+
+
+def selective_is_full(config, seq_len, batch=1, recompute="none", attention="dense"):
+    """Selective recomputation counted as full recomputation."""
+    return F.training_flops(config, seq_len, batch, "full" if recompute == "selective" else recompute, attention)
+
+
+def utilization_swapped(config, seq_len, batch, step_seconds, peak_flops_per_s, recompute="none", attention="dense"):
+    """MFU and HFU swapped: MFU counts the recomputation."""
+    out = F.utilization(config, seq_len, batch, step_seconds, peak_flops_per_s, recompute, attention)
+    return {"mfu": out["hfu"], "hfu": out["mfu"]}
+
+
+def pf_days_of_hours(flops):
+    """A petaflop/s-hour instead of a day."""
+    return flops / (1e15 * 3600)
+
+
+def chinchilla_without_six(compute, tokens_per_param=20.0):
+    """Solves N D = C instead of 6 N D = C."""
+    params = math.sqrt(compute / tokens_per_param)
+    return params, tokens_per_param * params
+
+
+def sparse_peaks(device, dtype):
+    """Takes the datasheet's 'with sparsity' figure where there is one."""
+    dense, sparse, _ = F.PEAK_TFLOPS[(device, dtype)]
+    return (sparse or dense) * 1e12
+
+
+# --- memory ---------------------------------------------------------------------------------------------
+
+
+def megatron_grads_as_16(params, recipe="mixed_adam", zero_stage=0, devices=1):
+    """Counts fp32 main gradients as 2 bytes: 16 instead of 18 B/param."""
+    return M.training_memory(params, "mixed_adam" if recipe == "mixed_adam_fp32_grads" else recipe, zero_stage, devices)
+
+
+def zero1_shards_gradients(params, recipe="mixed_adam", zero_stage=0, devices=1):
+    """Stage 1 already shards the gradients (that is stage 2)."""
+    return M.training_memory(params, recipe, 2 if zero_stage == 1 else zero_stage, devices)
+
+
+def activations_without_dropout_masks(seq_len, batch, hidden, heads, recompute="none", tensor_parallel=1, sequence_parallel=False):
+    """Forgets the 1-byte dropout masks: 32 s b h + 4 a s^2 b."""
+    full = M.activation_memory(seq_len, batch, hidden, heads, recompute, tensor_parallel, sequence_parallel)
+    if recompute == "full":
+        return full
+    masks = 2 * seq_len * batch * hidden // (tensor_parallel if sequence_parallel else 1)
+    scores = heads * seq_len * seq_len * batch // tensor_parallel if recompute == "none" else 0
+    return full - masks - scores
+
+
+def activations_tp_splits_everything(seq_len, batch, hidden, heads, recompute="none", tensor_parallel=1, sequence_parallel=False):
+    """Divides every activation by t, as if sequence parallelism were always on."""
+    return M.activation_memory(seq_len, batch, hidden, heads, recompute, tensor_parallel, True)
+
+
+def kv_cache_without_factor_two(num_layers, kv_heads, head_dim, tokens, batch, bytes_per_element):
+    """Counts the keys and forgets the values."""
+    return _kv_cache_bytes(num_layers, kv_heads, head_dim, tokens, batch, bytes_per_element) // 2
+
+
+def mla_cache_without_rope_key(layers, latent_dim, rope_dim, tokens, batch, bytes_per_element):
+    """Caches the latent only and forgets the decoupled RoPE key k_R."""
+    return M.mla_cache_bytes(layers, latent_dim, 0, tokens, batch, bytes_per_element)
+
+
+def traffic_mqa_reads_full_cache(batch, seq_len, d_model, heads, kv_heads, incremental):
+    """MQA's cache reads counted as if every head had its own keys and values."""
+    return M.attention_memory_traffic(batch, seq_len, d_model, heads, heads, incremental)
+
+
+# --- number formats and tensors -------------------------------------------------------------------------
+
+
+def fp16_max_wrong(name):
+    """fp16 max as 2^16 - 1 (an integer's range, not the format's)."""
+    out = N.float_format(name)
+    return {**out, "max": 65535.0} if name == "float16" else out
+
+
+def cast_truncates(x, format):
+    """Rounds toward zero (drops the low mantissa bits)."""
+    f = N.FORMATS[format]
+    if format == "float32":
+        return x.to(torch.float64)
+    x64 = x.to(torch.float64)
+    a = x64.abs()
+    _, exp = torch.frexp(torch.where(a > 0, a, torch.ones_like(a)))
+    quantum = torch.exp2(torch.clamp(exp.to(torch.float64) - 1, min=1 - f.bias) - f.mantissa_bits)
+    out = torch.floor(a / quantum) * quantum
+    out = torch.where(torch.isfinite(a), torch.clamp(out, max=f.max), a)
+    return torch.copysign(out, x64)
+
+
+def cast_ties_away(x, format):
+    """Rounds half away from zero (C's round()) instead of half to even."""
+    exact = N.float_cast(x, format)
+    nudged = N.float_cast(x * (1 + 2.0**-23), format) if format != "float32" else exact
+    return torch.where(torch.isfinite(exact), nudged, exact)
+
+
+def cast_e4m3_overflow_nan(x, format):
+    """E4M3FN overflow gives NaN (ml_dtypes' behaviour) instead of torch's saturation."""
+    return N.float_cast(x, format, "nan")
+
+
+def cast_flushes_subnormals(x, format):
+    """Flushes subnormal results to zero (FTZ)."""
+    out = N.float_cast(x, format)
+    tiny = N.float_format(format)["smallest_normal"]
+    return torch.where(out.abs() < tiny, torch.zeros_like(out) * torch.sign(out), out)
+
+
+def quant_scale_128(x, dim=None):
+    """scale = max|x| / 128: the largest element no longer fits and is clipped to 127."""
+    q, scale = N.absmax_quantize(x, dim)
+    scale = scale * 127 / 128
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.round(x.float() / safe).clamp(-127, 127).to(torch.int8), scale
+
+
+def quant_truncates(x, dim=None):
+    """Truncates x / scale toward zero."""
+    _, scale = N.absmax_quantize(x, dim)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.trunc(x.float() / safe).clamp(-127, 127).to(torch.int8), scale
+
+
+def quant_round_half_up(x, dim=None):
+    """floor(x / scale + 0.5): rounds ties up, so -x no longer gives -q."""
+    _, scale = N.absmax_quantize(x, dim)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.floor(x.float() / safe + 0.5).clamp(-127, 127).to(torch.int8), scale
+
+
+def quant_full_int8_range(x, dim=None):
+    """Uses [-128, 127] with scale max|x| / 128 for negatives: asymmetric."""
+    _, scale = N.absmax_quantize(x, dim)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.round(x.float() / safe)
+    q = torch.where(q < 0, torch.round(x.float() / safe * 128 / 127), q)
+    return q.clamp(-128, 127).to(torch.int8), scale
+
+
+def strides_count_empty_dims(shape):
+    """Multiplies the real sizes, so a size-0 dimension zeroes the strides before it."""
+    strides, running = [], 1
+    for size in reversed(shape):
+        strides.append(running)
+        running *= size
+    return tuple(reversed(strides))
+
+
+def view_copies(x, shape):
+    """Returns a reshaped copy: right values, but writes no longer reach the base tensor."""
+    return x.reshape(shape).clone()
+
+
+def transpose_copies(x, dim0, dim1):
+    """Materializes the transpose in new contiguous storage."""
+    return x.transpose(dim0, dim1).contiguous()
+
+
+def contiguous_always_copies(x):
+    return x.clone(memory_format=torch.contiguous_format)
+
+
+def contiguous_returns_input(x):
+    """Never copies: a transposed input stays non-contiguous."""
+    return x
