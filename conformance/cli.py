@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--max-examples", type=int)
     check.add_argument("--seed", type=int)
     check.add_argument("--device", default="cpu", help="device the target's inputs are placed on (cpu, cuda, ...)")
-    check.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per target call")
+    check.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per target call")
     check.add_argument("--replay", help="run exactly one example, given as the JSON printed with a counterexample")
     check.add_argument("--report", metavar="FILE.json")
     check.add_argument("--junit", metavar="FILE.xml")

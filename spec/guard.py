@@ -16,7 +16,7 @@ import torch
 
 from .core import Violation
 
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 60.0
 
 
 class TargetTimeout(Exception):
