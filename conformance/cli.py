@@ -13,7 +13,7 @@ import sys
 from lmspec.spec import components, get_component
 
 from . import catalog, estimate
-from .loading import LoadError, load_target
+from .loading import LoadError, all_adapters, load_target
 from .report import json_report, write_json, write_junit
 from .runner import DTYPES, Result, RunConfig, exit_code, run_component
 
@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list components, signatures, references and invariants")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("--adapters", action="store_true", help="list the adapters for known libraries instead")
 
     check = sub.add_parser("check", help="check a target against a component's invariants")
     check.add_argument("component")
@@ -56,7 +57,22 @@ def _cannot_run(reason: str) -> int:
     return 2
 
 
+def _adapters_data() -> list[dict]:
+    return [{"name": a.name, "components": list(a.components), "doc": a.doc, "unsupported_dtypes": sorted(a.unsupported_dtypes),
+             "unsupported_features": sorted(a.unsupported_features), "implied_options": dict(a.implied_options)}
+            for a in sorted(all_adapters().values(), key=lambda a: a.name)]
+
+
 def cmd_list(args) -> int:
+    if args.adapters:
+        data = _adapters_data()
+        if args.json:
+            print(json.dumps(data, indent=2))
+            return 0
+        for a in data:
+            print(f"{a['name']}  [{', '.join(a['components'])}]")
+            print(f"  {a['doc']}")
+        return 0
     data = catalog.as_data(components())
     if args.json:
         print(json.dumps(data, indent=2))

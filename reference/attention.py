@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 
-from ._typing import Bool, Float, Int, Tensor, typechecked
+from ._typing import Bool, Float, Tensor, typechecked
 from .positions import rope
 
 Alignment = Literal["top_left", "bottom_right"]

@@ -152,9 +152,13 @@ def _check_window_reference(ctx: Context, p: dict) -> None:
 
 def _check_window_keys(ctx: Context, p: dict) -> None:
     q, _, _ = qkv(ctx, p)
-    weights = probe_weights(ctx, lambda q, k, v: ctx.target(q, k, v, p["window"]), q, p["Lk"], p["Hkv"])
-    allowed = ref.sliding_window_mask(p["Lq"], p["Lk"], p["window"])
-    assert_visible_keys(ctx, weights, allowed, f"window={p['window']}, L={p['Lq']}")
+    # the drawn window, and (L >= 2) one with 2 <= window <= L, chosen by the drawn one: there the window, not the
+    # causal mask, bounds what the last queries see, and it spans more than the query itself
+    windows = [p["window"]] + ([2 + p["window"] % (p["Lk"] - 1)] if p["Lk"] >= 2 else [])
+    for window in dict.fromkeys(windows):
+        weights = probe_weights(ctx, lambda q, k, v: ctx.target(q, k, v, window), q, p["Lk"], p["Hkv"])
+        allowed = ref.sliding_window_mask(p["Lq"], p["Lk"], window)
+        assert_visible_keys(ctx, weights, allowed, f"window={window}, L={p['Lq']}")
 
 
 def _check_window_large(ctx: Context, p: dict) -> None:

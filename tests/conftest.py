@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from lmspec.conformance.loading import load_target
 from lmspec.conformance.runner import RunConfig, exit_code, run_component
@@ -16,6 +17,9 @@ from lmspec.spec import get_component
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+# Tiny tensors: intra-op threads only add contention with the other xdist worker (measured 2-3x slower).
+torch.set_num_threads(1)
 
 
 def check(component: str, target: str, adapter: str | None = None, dtypes=None, only=None, profile: str = "ci", **options):

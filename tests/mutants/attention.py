@@ -126,3 +126,25 @@ def hangs(query, key, value, *args, **kwargs):
 
 def wrong_signature(query, key):
     return query
+
+
+# (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
+# collected by tests/test_mutants.py.
+CAUGHT = [
+    ("attention", "missing_scale", {"attention.reference.matches", "attention.scale.default_inv_sqrt_e"}),
+    ("attention", "scale_one_over_e", {"attention.reference.matches", "attention.scale.default_inv_sqrt_e"}),
+    ("attention", "causal_diagonal_excluded", {"attention.causal.visible_keys", "attention.convex_combination"}),
+    ("attention", "causal_sees_next_token", {"attention.causal.future_independence", "attention.causal.visible_keys"}),
+    ("attention", "softmax_over_queries", {"attention.convex_combination", "attention.reference.matches"}),
+    ("attention", "no_max_subtraction", {"attention.gqa.matches_reference", "attention.mask.additive"}),
+    ("attention", "gqa_groups_modulo", {"attention.gqa.equals_repeated_kv", "attention.gqa.matches_reference"}),
+    ("attention", "causal_bottom_right", {"attention.causal.future_independence", "attention.causal.visible_keys"}),
+    ("attention", "causal_top_left",
+     {"attention.causal.visible_keys", "attention.reference.matches"}, {"causal_alignment": "bottom_right"}),
+    ("attention", "bool_mask_inverted", {"attention.mask.boolean", "attention.mask.boolean_equals_additive"}),
+    ("attention", "additive_mask_ignored", {"attention.mask.additive", "attention.mask.boolean_equals_additive"}),
+    ("attention", "nan_for_fully_masked_rows", {"attention.mask.fully_masked_rows"}),
+    ("attention", "drops_last_key", {"attention.permutation_invariance", "attention.reference.matches"}),
+    ("attention", "dropout_not_rescaled", {"attention.dropout.unbiased"}),
+    ("attention", "dropout_in_eval", {"attention.dropout.zero_is_identity", "attention.reference.matches"}),
+]

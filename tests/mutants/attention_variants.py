@@ -127,3 +127,27 @@ def mla_not_causal(*args, **kwargs):
 def mla_heads_split_transposed(*args, **kwargs):
     """Splits the projected features into heads the wrong way round."""
     return _mla(*args, split_heads_first=False, **kwargs)
+
+
+# (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
+# collected by tests/test_mutants.py.
+CAUGHT = [
+    ("multi_head_attention", "mha_heads_split_transposed",
+     {"mha.heads.fused_equals_per_head", "mha.reference.matches"}),
+    ("multi_head_attention", "mha_gqa_modulo", {"mha.gqa.equals_repeated_kv", "mha.heads.fused_equals_per_head"}),
+    ("multi_head_attention", "mha_assumes_ev_equals_e", {"mha.reference.value_dim_differs"}),
+    ("multi_head_attention", "mha_ignores_causal",
+     {"mha.causal.future_independence", "mha.heads.one_head_is_single_head_attention"}),
+    ("sliding_window_attention", "window_one_too_wide",
+     {"sliding_window.reference.matches", "sliding_window.visible_keys"}),
+    ("sliding_window_attention", "window_one_too_narrow", {"sliding_window.visible_keys"}),
+    ("sliding_window_attention", "window_bidirectional", {"sliding_window.large_window_is_causal"}),
+    ("cached_attention", "cache_position_off_by_one",
+     {"kv_cache.decode_equals_full_forward", "kv_cache.reference.matches"}),
+    ("cached_attention", "cache_top_left", {"kv_cache.decode_equals_full_forward", "kv_cache.reference.matches"}),
+    ("cached_attention", "cache_prepends", {"kv_cache.appends_in_order"}),
+    ("multi_head_latent_attention", "mla_scale_ignores_rope_dim", {"mla.reference.matches"}),
+    ("multi_head_latent_attention", "mla_rope_key_not_rotated", {"mla.reference.matches"}),
+    ("multi_head_latent_attention", "mla_not_causal", {"mla.causal.future_independence"}),
+    ("multi_head_latent_attention", "mla_heads_split_transposed", {"mla.heads.shared_rope_key"}),
+]

@@ -1,0 +1,110 @@
+"""Broken feed-forward blocks, widths and block layouts, one plausible bug each."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def swiglu_gate_up_swapped(x, w_gate, w_up, w_down):
+    """silu applied to the up projection: the checkpoint's gate and up weights loaded the wrong way round."""
+    return (F.silu(x @ w_up.T) * (x @ w_gate.T)) @ w_down.T
+
+
+def swiglu_sigmoid_gate(x, w_gate, w_up, w_down):
+    """Plain GLU (sigmoid gate) instead of SwiGLU."""
+    return (torch.sigmoid(x @ w_gate.T) * (x @ w_up.T)) @ w_down.T
+
+
+def geglu_gate_up_swapped(x, w_gate, w_up, w_down, approximate="none"):
+    return (F.gelu(x @ w_up.T, approximate=approximate) * (x @ w_gate.T)) @ w_down.T
+
+
+def geglu_sigmoid_gate(x, w_gate, w_up, w_down, approximate="none"):
+    return (torch.sigmoid(1.702 * (x @ w_gate.T)) * (x @ w_up.T)) @ w_down.T
+
+
+def geglu_always_tanh(x, w_gate, w_up, w_down, approximate="none"):
+    """Ignores `approximate`: always the tanh GELU."""
+    return (F.gelu(x @ w_gate.T, approximate="tanh") * (x @ w_up.T)) @ w_down.T
+
+
+_ACT = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": lambda h: F.gelu(h, approximate="tanh"), "silu": F.silu}
+
+
+def ffn_ignores_output_bias(x, w_in, w_out, b_in=None, b_out=None, activation="gelu"):
+    return F.linear(_ACT[activation](F.linear(x, w_in, b_in)), w_out)
+
+
+def ffn_no_bias_means_llama(x, w_in, w_out, b_in=None, b_out=None, activation="gelu"):
+    """Treats 'no biases' as 'Llama' and switches to SiLU whatever `activation` says."""
+    act = F.silu if b_in is None and b_out is None else _ACT[activation]
+    return F.linear(act(F.linear(x, w_in, b_in)), w_out, b_out)
+
+
+def ffn_width_rounds_down(dim, gated=False, multiple_of=1, ffn_dim_multiplier=None):
+    if not gated:
+        return 4 * dim
+    hidden = int(2 * 4 * dim / 3)
+    if ffn_dim_multiplier is not None:
+        hidden = int(ffn_dim_multiplier * hidden)
+    return multiple_of * (hidden // multiple_of)
+
+
+def ffn_width_multiplier_after_rounding(dim, gated=False, multiple_of=1, ffn_dim_multiplier=None):
+    if not gated:
+        return 4 * dim
+    hidden = int(2 * 4 * dim / 3)
+    hidden = multiple_of * ((hidden + multiple_of - 1) // multiple_of)
+    return int(ffn_dim_multiplier * hidden) if ffn_dim_multiplier is not None else hidden
+
+
+def ffn_width_plain_uses_glu_rule(dim, gated=False, multiple_of=1, ffn_dim_multiplier=None):
+    hidden = int(2 * 4 * dim / 3)
+    if ffn_dim_multiplier is not None:
+        hidden = int(ffn_dim_multiplier * hidden)
+    return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
+
+
+def block_always_serial(x, attention, mlp, attention_norm, mlp_norm, parallel=False):
+    h = x + attention(attention_norm(x))
+    return h + mlp(mlp_norm(h))
+
+
+def block_always_parallel(x, attention, mlp, attention_norm, mlp_norm, parallel=False):
+    return x + attention(attention_norm(x)) + mlp(mlp_norm(x))
+
+
+def block_mlp_uses_attention_norm(x, attention, mlp, attention_norm, mlp_norm, parallel=False):
+    if parallel:
+        return x + attention(attention_norm(x)) + mlp(attention_norm(x))
+    h = x + attention(attention_norm(x))
+    return h + mlp(attention_norm(h))
+
+
+def block_no_residual(x, attention, mlp, attention_norm, mlp_norm, parallel=False):
+    """Forgets the residual of the MLP sub-block."""
+    if parallel:
+        return attention(attention_norm(x)) + mlp(mlp_norm(x))
+    h = x + attention(attention_norm(x))
+    return mlp(mlp_norm(h))
+
+
+# (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
+# collected by tests/test_mutants.py.
+CAUGHT = [
+    ("swiglu", "swiglu_gate_up_swapped", {"swiglu.linear_in_up", "swiglu.reference.matches"}),
+    ("swiglu", "swiglu_sigmoid_gate", {"swiglu.gate_zero_closes"}),
+    ("geglu", "geglu_gate_up_swapped", {"geglu.linear_in_up"}),
+    ("geglu", "geglu_sigmoid_gate", {"geglu.gate_zero_closes"}),
+    ("geglu", "geglu_always_tanh", {"geglu.reference.matches"}),
+    ("feed_forward", "ffn_ignores_output_bias", {"feed_forward.bias.output_added"}),
+    ("feed_forward", "ffn_no_bias_means_llama", {"feed_forward.bias.none_is_zero", "feed_forward.reference.matches"}),
+    ("ffn_hidden_dim", "ffn_width_rounds_down", {"ffn_hidden_dim.gated.rounding"}),
+    ("ffn_hidden_dim", "ffn_width_multiplier_after_rounding", {"ffn_hidden_dim.llama.published_widths"}),
+    ("ffn_hidden_dim", "ffn_width_plain_uses_glu_rule", {"ffn_hidden_dim.plain.four_d"}),
+    ("transformer_block", "block_always_serial", {"transformer_block.parallel.additive"}),
+    ("transformer_block", "block_always_parallel", {"transformer_block.serial.mlp_reads_attention_output"}),
+    ("transformer_block", "block_mlp_uses_attention_norm", {"transformer_block.reference.matches"}),
+    ("transformer_block", "block_no_residual", {"transformer_block.zero_sublayers_identity"}),
+]

@@ -1,0 +1,176 @@
+"""Broken normalization implementations, one plausible bug each."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _dims(normalized_shape) -> tuple[int, ...]:
+    n = 1 if isinstance(normalized_shape, int) else len(normalized_shape)
+    return tuple(range(-n, 0))
+
+
+def _rms(input, normalized_shape, weight=None, eps=None, *, eps_outside=False, sqrt=True, unbiased=False, upcast=True,
+         default_eps=None):
+    eps = (default_eps if default_eps is not None else torch.finfo(torch.float32 if input.dtype != torch.float64 else torch.float64).eps) if eps is None else eps
+    x = input.float() if upcast and input.dtype in (torch.float16, torch.bfloat16) else input
+    dims = _dims(normalized_shape)
+    n = x[(0,) * (x.dim() - len(dims))].numel() if x.numel() else 1
+    ms = x.pow(2).sum(dim=dims, keepdim=True) / (n - 1 if unbiased and n > 1 else n)
+    if eps_outside:
+        y = x / (ms.sqrt() + eps)
+    elif sqrt:
+        y = x * torch.rsqrt(ms + eps)
+    else:
+        y = x / (ms + eps)
+    if weight is not None:
+        y = y * weight
+    return y.to(input.dtype)
+
+
+def rms_eps_outside_sqrt(input, normalized_shape, weight=None, eps=None):
+    """x / (RMS(x) + eps): the classic misplacement of eps."""
+    return _rms(input, normalized_shape, weight, eps, eps_outside=True)
+
+
+def rms_missing_sqrt(input, normalized_shape, weight=None, eps=None):
+    """Divides by the mean square instead of its root."""
+    return _rms(input, normalized_shape, weight, eps, sqrt=False)
+
+
+def rms_unbiased_mean(input, normalized_shape, weight=None, eps=None):
+    """Divides the sum of squares by n - 1."""
+    return _rms(input, normalized_shape, weight, eps, unbiased=True)
+
+
+def rms_eps_default_1e6(input, normalized_shape, weight=None, eps=None):
+    """Hugging Face's default eps where torch's convention is asked for."""
+    return _rms(input, normalized_shape, weight, eps, default_eps=1e-6)
+
+
+def rms_squares_in_half(input, normalized_shape, weight=None, eps=None):
+    """No float32 upcast: float16 squares of |x| > 256 overflow to inf and the output collapses to 0."""
+    return _rms(input, normalized_shape, weight, eps, upcast=False)
+
+
+def ln_unbiased_variance(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    dims = _dims(normalized_shape)
+    x = input.float() if input.dtype != torch.float64 else input
+    y = (x - x.mean(dims, keepdim=True)) / torch.sqrt(x.var(dims, keepdim=True, unbiased=True).nan_to_num(0.0) + eps)
+    y = y * weight if weight is not None else y
+    return (y + bias if bias is not None else y).to(input.dtype)
+
+
+def ln_no_mean_subtraction(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """RMSNorm passed off as LayerNorm."""
+    y = F.rms_norm(input, list(normalized_shape) if not isinstance(normalized_shape, int) else [normalized_shape], weight, eps)
+    return y + bias if bias is not None else y
+
+
+def ln_affine_before_normalization(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    x = input * weight if weight is not None else input
+    x = x + bias if bias is not None else x
+    return F.layer_norm(x, normalized_shape, eps=eps)
+
+
+def ln_over_sequence(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Statistics over the last two dims (tokens and features) when given one normalized dim: padding leaks in."""
+    shape = list(normalized_shape) if not isinstance(normalized_shape, int) else [normalized_shape]
+    if input.dim() > len(shape):
+        shape = [input.shape[-len(shape) - 1]] + shape
+    y = F.layer_norm(input, shape, eps=eps)
+    y = y * weight if weight is not None else y
+    return y + bias if bias is not None else y
+
+
+def bn_unbiased_normalization(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Normalizes training batches with the unbiased variance (the one that goes into running_var)."""
+    if not training:
+        return F.batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    dims = [0] + list(range(2, input.dim()))
+    view = [1, -1] + [1] * (input.dim() - 2)
+    x = input.float() if input.dtype != torch.float64 else input
+    y = (x - x.mean(dims, keepdim=True)) / torch.sqrt(x.var(dims, keepdim=True, unbiased=True) + eps)
+    y = y * weight.reshape(view) if weight is not None else y
+    return (y + bias.reshape(view) if bias is not None else y).to(input.dtype)
+
+
+def bn_per_position(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Training statistics per sample and position over the channels: a LayerNorm, not a BatchNorm."""
+    if not training:
+        return F.batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    view = [1, -1] + [1] * (input.dim() - 2)
+    x = input.float() if input.dtype != torch.float64 else input
+    y = (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, keepdim=True, unbiased=False) + eps)
+    y = y * weight.reshape(view) if weight is not None else y
+    return (y + bias.reshape(view) if bias is not None else y).to(input.dtype)
+
+
+def bn_batch_statistics_in_eval(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Ignores `training`: always normalizes with the batch's statistics."""
+    return F.batch_norm(input, None, None, weight, bias, True, momentum, eps)
+
+
+def residual_always_post(x, sublayer, norm, order="pre"):
+    return norm(x + sublayer(x))
+
+
+def residual_always_pre(x, sublayer, norm, order="pre"):
+    return x + sublayer(norm(x))
+
+
+def _qk(query, key, q_weight, k_weight, positions, eps=1e-6, *, rope_first=False, norm_k=True, across_heads=False):
+    from lmspec.reference.positions import rope
+
+    def norm(x, w):
+        if across_heads:  # statistics over every head of a token
+            ms = x.float().pow(2).mean(dim=(1, 3), keepdim=True)
+            return (x.float() * torch.rsqrt(ms + eps) * w.float()).to(x.dtype)
+        return F.rms_norm(x.float(), [x.shape[-1]], w.float(), eps).to(x.dtype)
+
+    if rope_first:
+        return norm(rope(query, positions), q_weight), norm(rope(key, positions), k_weight)
+    q = norm(query, q_weight)
+    k = norm(key, k_weight) if norm_k else key
+    return rope(q, positions), rope(k, positions)
+
+
+def qk_rope_before_norm(query, key, q_weight, k_weight, positions, eps=1e-6):
+    return _qk(query, key, q_weight, k_weight, positions, eps, rope_first=True)
+
+
+def qk_key_not_normalized(query, key, q_weight, k_weight, positions, eps=1e-6):
+    return _qk(query, key, q_weight, k_weight, positions, eps, norm_k=False)
+
+
+def qk_statistics_across_heads(query, key, q_weight, k_weight, positions, eps=1e-6):
+    """Per-head weights but OLMo-2-style statistics over all heads."""
+    return _qk(query, key, q_weight, k_weight, positions, eps, across_heads=True)
+
+
+# (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
+# collected by tests/test_mutants.py.
+CAUGHT = [
+    ("rms_norm", "rms_eps_outside_sqrt", {"rms_norm.eps.inside_sqrt"}),
+    ("rms_norm", "rms_missing_sqrt",
+     {"rms_norm.precision.large_inputs", "rms_norm.reference.matches", "rms_norm.scale.invariance"}),
+    ("rms_norm", "rms_unbiased_mean", {"rms_norm.equals_layer_norm_on_zero_mean", "rms_norm.scale.unit_rms"}),
+    ("rms_norm", "rms_eps_default_1e6", {"rms_norm.eps.default"}),
+    ("layer_norm", "ln_unbiased_variance", {"layer_norm.statistics.zero_mean_unit_variance"}),
+    ("layer_norm", "ln_no_mean_subtraction", {"layer_norm.shift_invariance"}),
+    ("layer_norm", "ln_affine_before_normalization",
+     {"layer_norm.affine.after_normalization", "layer_norm.reference.matches"}),
+    ("layer_norm", "ln_over_sequence", {"layer_norm.per_sample_independence"}),
+    ("batch_norm", "bn_unbiased_normalization", {"batch_norm.reference.matches"}),
+    ("batch_norm", "bn_per_position",
+     {"batch_norm.training.batch_statistics", "batch_norm.training.padding_changes_outputs"}),
+    ("batch_norm", "bn_batch_statistics_in_eval", {"batch_norm.eval.running_statistics"}),
+    ("residual_block", "residual_always_post",
+     {"residual_block.pre.identity_when_sublayer_zero", "residual_block.reference.matches"}),
+    ("residual_block", "residual_always_pre", {"residual_block.post.output_normalized"}),
+    ("qk_norm", "qk_rope_before_norm", {"qk_norm.order.norm_before_rope", "qk_norm.reference.matches"}),
+    ("qk_norm", "qk_key_not_normalized", {"qk_norm.bounded_logits"}),
+    ("qk_norm", "qk_statistics_across_heads", {"qk_norm.scope.statistics"}),
+    ("rms_norm", "rms_squares_in_half", {"rms_norm.precision.large_inputs"}, {}, ("float16",)),  # fine in float32
+]

@@ -1,0 +1,171 @@
+"""Broken positional encodings, one plausible bug each."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _inv_freq(dim, theta, dtype=torch.float32):
+    return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).to(dtype) / dim))
+
+
+def _rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+def _rotate_pairs(x):
+    return torch.stack([-x[..., 1::2], x[..., 0::2]], dim=-1).flatten(-2)
+
+
+def _rope(x, positions, inv_freq, *, pairs="half", table="half", angle_dtype=torch.float32):
+    angles = positions.to(angle_dtype)[:, None] * inv_freq.to(angle_dtype).to(positions.device)[None, :]
+    angles = torch.cat([angles, angles], -1) if table == "half" else angles.repeat_interleave(2, -1)
+    rotated = _rotate_half(x) if pairs == "half" else _rotate_pairs(x)
+    return x * angles.cos().to(x.dtype) + rotated * angles.sin().to(x.dtype)
+
+
+def rope_interleaved_pairs(x, positions, theta=10000.0):
+    """GPT-J's adjacent pairs where rotate-half is asked for."""
+    return _rope(x, positions, _inv_freq(x.shape[-1], theta), pairs="interleaved", table="interleaved")
+
+
+def rope_mixed_conventions(x, positions, theta=10000.0):
+    """rotate_half with a cos/sin table laid out for adjacent pairs (repeat_interleave): a classic port bug."""
+    return _rope(x, positions, _inv_freq(x.shape[-1], theta), pairs="half", table="interleaved")
+
+
+def rope_ignores_positions(x, positions, theta=10000.0):
+    """Rotates token l by l, whatever `positions` says (breaks KV-cache decoding)."""
+    return _rope(x, torch.arange(x.shape[-2], device=x.device), _inv_freq(x.shape[-1], theta))
+
+
+def rope_theta_ignored(x, positions, theta=10000.0):
+    return _rope(x, positions, _inv_freq(x.shape[-1], 10000.0))
+
+
+def rope_angles_in_input_dtype(x, positions, theta=10000.0):
+    """Frequencies and angles in the input's dtype: in bfloat16, position 4093 is off by several radians."""
+    return _rope(x, positions, _inv_freq(x.shape[-1], theta, x.dtype), angle_dtype=x.dtype)
+
+
+def rope_interleaved_is_rotate_half(x, positions, theta=10000.0):
+    return _rope(x, positions, _inv_freq(x.shape[-1], theta))
+
+
+def rope_interleaved_mixed(x, positions, theta=10000.0):
+    """Adjacent pairs rotated with a rotate-half (cat) cos/sin table."""
+    return _rope(x, positions, _inv_freq(x.shape[-1], theta), pairs="interleaved", table="half")
+
+
+def rope_interleaved_ignores_positions(x, positions, theta=10000.0):
+    return _rope(x, torch.arange(x.shape[-2], device=x.device), _inv_freq(x.shape[-1], theta), pairs="interleaved", table="interleaved")
+
+
+def rope_interleaved_theta_ignored(x, positions, theta=10000.0):
+    return _rope(x, positions, _inv_freq(x.shape[-1], 10000.0), pairs="interleaved", table="interleaved")
+
+
+def _llama3(dim, theta, factor, low, high, original, *, smooth_reversed=False, scale_all=False):
+    inv_freq = _inv_freq(dim, theta, torch.float64)
+    if scale_all:  # plain linear position interpolation
+        return inv_freq / factor
+    wavelen = 2 * math.pi / inv_freq
+    smooth = (original / wavelen - low) / (high - low)
+    if smooth_reversed:
+        smooth = 1 - smooth
+    medium = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    return torch.where(wavelen < original / high, inv_freq, torch.where(wavelen > original / low, inv_freq / factor, medium))
+
+
+def llama3_scales_all_frequencies(x, positions, theta=500000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                  original_max_position_embeddings=8192):
+    f = _llama3(x.shape[-1], theta, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings, scale_all=True)
+    return _rope(x, positions, f)
+
+
+def llama3_smooth_reversed(x, positions, theta=500000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                           original_max_position_embeddings=8192):
+    f = _llama3(x.shape[-1], theta, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings, smooth_reversed=True)
+    return _rope(x, positions, f)
+
+
+def llama3_theta_fixed(x, positions, theta=500000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                       original_max_position_embeddings=8192):
+    """Uses Llama 3's theta 500000 whatever the caller passes."""
+    f = _llama3(x.shape[-1], 500000.0, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)
+    return _rope(x, positions, f)
+
+
+def _angles(num_positions, dim):
+    return torch.arange(num_positions, dtype=torch.float32)[:, None] * _inv_freq(dim, 10000.0)[None, :]
+
+
+def sinusoidal_halves(num_positions, dim):
+    """[sin | cos] in halves (GPT-J's and tensor2tensor's layout) where Vaswani's interleaved pairs are asked for."""
+    a = _angles(num_positions, dim)
+    return torch.cat([a.sin(), a.cos()], dim=-1)
+
+
+def sinusoidal_sin_only(num_positions, dim):
+    a = _angles(num_positions, dim).repeat_interleave(2, dim=-1)
+    return a.sin()
+
+
+def sinusoidal_exponent_i_over_d(num_positions, dim):
+    """10000^(i/d) over all dims instead of 10000^(2i/d) per pair."""
+    a = torch.arange(num_positions, dtype=torch.float32)[:, None] / (10000.0 ** (torch.arange(0, dim // 2, dtype=torch.float32) / dim))
+    return torch.stack([a.sin(), a.cos()], dim=-1).flatten(-2)
+
+
+def embedding_wraps(input, weight):
+    """Python-style modulo indexing: position P silently reuses row 0."""
+    return weight[input % weight.shape[0]]
+
+
+def embedding_clamps(input, weight):
+    return weight[input.clamp(0, weight.shape[0] - 1)]
+
+
+def embedding_off_by_one(input, weight):
+    """1-based positions into a 0-based table."""
+    return weight[(input + 1).clamp(max=weight.shape[0] - 1)]
+
+
+def crop_keeps_first(idx, context_size):
+    return idx[..., :context_size]
+
+
+def crop_without_max(idx, context_size):
+    """idx[:, T - context_size:]: a negative start for short contexts wraps and drops tokens."""
+    return idx[..., idx.shape[-1] - context_size :]
+
+
+# (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
+# collected by tests/test_mutants.py.
+CAUGHT = [
+    ("rope", "rope_interleaved_pairs", {"rope.convention.pairs"}),
+    ("rope", "rope_mixed_conventions", {"rope.norm_preserving", "rope.reference.matches", "rope.relative.dot_product"}),
+    ("rope", "rope_ignores_positions", {"rope.position_zero_identity"}),
+    ("rope", "rope_theta_ignored", {"rope.theta.frequencies"}),
+    ("rope_interleaved", "rope_interleaved_is_rotate_half",
+     {"rope_interleaved.convention.pairs", "rope_interleaved.equals_permuted_rotate_half"}),
+    ("rope_interleaved", "rope_interleaved_mixed",
+     {"rope_interleaved.norm_preserving", "rope_interleaved.reference.matches", "rope_interleaved.relative.dot_product"}),
+    ("rope_interleaved", "rope_interleaved_ignores_positions", {"rope_interleaved.position_zero_identity"}),
+    ("rope_interleaved", "rope_interleaved_theta_ignored", {"rope_interleaved.theta.frequencies"}),
+    ("rope_llama3", "llama3_scales_all_frequencies", {"rope_llama3.frequencies.bands"}),
+    ("rope_llama3", "llama3_smooth_reversed", {"rope_llama3.reference.matches"}),
+    ("rope_llama3", "llama3_theta_fixed", {"rope_llama3.factor_one_is_rope"}),
+    ("sinusoidal_positions", "sinusoidal_halves", {"sinusoidal_positions.position_zero"}),
+    ("sinusoidal_positions", "sinusoidal_sin_only", {"sinusoidal_positions.relative.rotation"}),
+    ("sinusoidal_positions", "sinusoidal_exponent_i_over_d", {"sinusoidal_positions.reference.matches"}),
+    ("learned_positions", "embedding_wraps", {"learned_positions.out_of_range.raises"}),
+    ("learned_positions", "embedding_clamps", {"learned_positions.out_of_range.raises"}),
+    ("learned_positions", "embedding_off_by_one", {"learned_positions.lookup.exact"}),
+    ("crop_context", "crop_keeps_first", {"crop_context.keeps_last_tokens"}),
+    ("crop_context", "crop_without_max", {"crop_context.short_context_unchanged"}),
+    ("rope", "rope_angles_in_input_dtype", {"rope.reference.matches"}, {}, ("bfloat16",)),  # fine in float32
+]

@@ -1,0 +1,149 @@
+"""Norms family: real targets conform (torch, Hugging Face), library differences are reported by name, and the
+reference matches torch where torch has the function.
+
+Conformance runs use the `ci` profile at 6 examples per invariant and dtype (tests/test_external_conformance.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmspec.conformance.loading import load_target
+from lmspec.conformance.runner import run_invariant
+from lmspec.reference import norms as ref
+from lmspec.spec import get_component
+
+from .test_external_conformance import CONFIG, check_conforms, unsupported
+
+LLAMA_RMS = "transformers.models.llama.modeling_llama:LlamaRMSNorm"
+QWEN3 = "transformers.models.qwen3:modeling_qwen3"
+OLMO2 = "transformers.models.olmo2:modeling_olmo2"
+
+
+def _every(component: str, dtype: str) -> set[tuple[str, str]]:
+    return {(i.id, dtype) for i in get_component(component).invariants}
+
+
+# --- torch ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("component,path,adapter", [
+    ("rms_norm", "torch.nn.functional:rms_norm", None),
+    ("rms_norm", "torch.nn:RMSNorm", "torch_rms_norm_module"),
+    ("layer_norm", "torch.nn.functional:layer_norm", None),
+    ("layer_norm", "torch.nn:LayerNorm", "torch_layer_norm_module"),
+    ("batch_norm", "torch.nn.functional:batch_norm", None),
+])
+def test_torch_norms_conform(component, path, adapter):
+    assert not unsupported(check_conforms(component, path, adapter))
+
+
+# --- Hugging Face ---------------------------------------------------------------------------------------
+
+
+def test_hf_llama_rms_norm_conforms_with_its_eps_default():
+    pytest.importorskip("transformers")
+    results = check_conforms("rms_norm", LLAMA_RMS, "hf_rms_norm")
+    assert unsupported(results) == _every("rms_norm", "float64")
+
+
+NORM_EXAMPLE = {"batch": [2], "norm": [5], "weight": True, "bias": False, "eps": None, "seed": 3, "pattern": "normal", "layout": "contiguous"}
+
+
+def replay(component: str, target, invariant: str, dtype: torch.dtype, example: dict, **options):
+    """One example (no search, no shrinking): the verdict on inputs chosen to show a known difference."""
+    comp = get_component(component)
+    config = dataclasses.replace(CONFIG, options=options)
+    return run_invariant(comp, comp.invariant(invariant), target, dtype, config, replay=example)
+
+
+def test_hf_eps_default_is_reported_by_name():
+    """Against torch's default (finfo eps), LlamaRMSNorm's eps=None differs, and the message names the convention."""
+    pytest.importorskip("transformers")
+    target = load_target(LLAMA_RMS, "rms_norm", "hf_rms_norm")
+    result = replay("rms_norm", target, "rms_norm.eps.default", torch.float32, NORM_EXAMPLE, eps_default="torch")
+    assert result.verdict == "fail"
+    assert "eps=1e-06, the Hugging Face LlamaRMSNorm" in result.message and "--option eps_default=1e-6" in result.message, result.message
+
+
+def test_hf_rms_norm_float64_is_computed_in_float32():
+    """Why float64 is declared unsupported: LlamaRMSNorm upcasts to float32 only, so float64 carries float32 error."""
+    pytest.importorskip("transformers")
+    target = dataclasses.replace(load_target(LLAMA_RMS, "rms_norm", "hf_rms_norm"), unsupported_dtypes=frozenset())
+    result = replay("rms_norm", target, "rms_norm.reference.matches", torch.float64, {**NORM_EXAMPLE, "eps": 1e-5})
+    assert result.verdict == "fail"
+    assert 1e-12 < result.counterexample["details"]["max_rel"] < 1e-5, result.counterexample["details"]
+
+
+@pytest.mark.parametrize("path,adapter", [(QWEN3, "hf_qwen3_qk_norm"), (OLMO2, "hf_olmo2_qk_norm")])
+def test_hf_qk_norm_conforms(path, adapter):
+    pytest.importorskip("transformers")
+    results = check_conforms("qk_norm", path, adapter)
+    assert unsupported(results) == _every("qk_norm", "float64")
+
+
+def test_olmo2_normalizes_over_all_heads():
+    """OLMo 2's q_norm spans every head: checked with Qwen3's per-head scope it fails the scope invariant."""
+    pytest.importorskip("transformers")
+    olmo2 = load_target(OLMO2, "qk_norm", "hf_olmo2_qk_norm")
+    target = dataclasses.replace(olmo2, implied_options={})
+    example = {"B": 1, "Hkv": 2, "H": 2, "L": 3, "E": 4, "start": 0, "magnitude": 1.0, "seed": 5, "layout": "contiguous"}
+    for invariant in ("qk_norm.scope.statistics", "qk_norm.reference.matches"):
+        result = replay("qk_norm", target, invariant, torch.float32, example, qk_norm_scope="per_head")
+        assert result.verdict == "fail" and "raised" not in result.message, result.message
+        assert replay("qk_norm", olmo2, invariant, torch.float32, example).verdict == "pass"  # all_heads, as the adapter implies
+
+
+# --- mutants that only a half-precision run can catch ------------------------------------------------------
+
+
+def test_rms_norm_without_float32_upcast_fails_in_float16():
+    """Squares of |x| ~ 300 overflow float16: the mutant passes in float32 and fails the large-input check in float16."""
+    target = load_target("tests.mutants.norms:rms_squares_in_half", "rms_norm")
+    example = {**NORM_EXAMPLE, "eps": 1e-5}
+    assert replay("rms_norm", target, "rms_norm.precision.large_inputs", torch.float32, example).verdict == "pass"
+    result = replay("rms_norm", target, "rms_norm.precision.large_inputs", torch.float16, example)
+    assert result.verdict == "fail", result.message
+
+
+def test_eps_outside_the_square_root_is_named():
+    target = load_target("tests.mutants.norms:rms_eps_outside_sqrt", "rms_norm")
+    example = {"batch": [2], "norm": [4], "eps": 1e-4, "ratio": 1.0, "seed": 1}
+    result = replay("rms_norm", target, "rms_norm.eps.inside_sqrt", torch.float32, example)
+    assert result.verdict == "fail" and "adds eps outside the square root" in result.message, result.message
+
+
+# --- the reference against torch ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_rms_norm_default_eps_is_torchs(dtype):
+    x = torch.full((2, 4), 3e-4, dtype=dtype)
+    torch.testing.assert_close(ref.rms_norm(x, (4,)), F.rms_norm(x, [4]), rtol=0, atol=0)
+
+
+def test_batch_norm_training_updates_running_statistics_like_torch():
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    ours_mean, ours_var = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    torch_mean, torch_var = ours_mean.clone(), ours_var.clone()
+    out = ref.batch_norm(x, ours_mean, ours_var, training=True, momentum=0.3)
+    expected = F.batch_norm(x, torch_mean, torch_var, training=True, momentum=0.3)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(ours_mean, torch_mean)
+    torch.testing.assert_close(ours_var, torch_var)  # the unbiased batch variance goes into running_var
+
+
+def test_layer_norm_and_qk_norm_match_torch_formulas():
+    x = torch.randn(2, 3, 6, dtype=torch.float64)
+    w, b = torch.randn(3, 6, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    torch.testing.assert_close(ref.layer_norm(x, (3, 6), w, b, 1e-3), F.layer_norm(x, (3, 6), w, b, 1e-3))
+    q, k = torch.randn(1, 4, 5, 8, dtype=torch.float64), torch.randn(1, 2, 5, 8, dtype=torch.float64)
+    wq, wk = torch.rand(8, dtype=torch.float64), torch.rand(8, dtype=torch.float64)
+    positions = torch.arange(5)
+    qo, ko = ref.qk_norm(q, k, wq, wk, positions)
+    from lmspec.reference.positions import rope
+    torch.testing.assert_close(qo, rope(F.rms_norm(q, [8], wq, 1e-6), positions))
+    torch.testing.assert_close(ko, rope(F.rms_norm(k, [8], wk, 1e-6), positions))
