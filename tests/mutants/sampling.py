@@ -1,0 +1,328 @@
+"""Broken logits processors, samplers and information measures: each one plausible bug."""
+
+import math
+
+import torch
+
+from lmspec.reference import sampling as ref
+
+NEG_INF = float("-inf")
+
+
+# --- processors ----------------------------------------------------------------------------------------------
+
+
+def temperature_after_softmax(logits, t):
+    """Divides the probabilities instead of the logits."""
+    return logits.softmax(-1) / t
+
+
+def temperature_multiplies(logits, t):
+    return logits * t
+
+
+def top_k_drops_ties(logits, k):
+    """Keeps exactly k tokens (torch.topk indices), dropping tokens tied with the k-th."""
+    k = min(k, logits.shape[-1])
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.topk(k, dim=-1).indices, True)
+    return logits.masked_fill(~keep, NEG_INF)
+
+
+def top_k_no_clamp(logits, k):
+    """Forgets HF's `min(top_k, V)`: raises for k > V."""
+    kth = logits.topk(k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, NEG_INF)
+
+
+def _descending_mass(logits):
+    probs = logits.softmax(-1)
+    order = probs.argsort(-1, descending=True, stable=True)
+    return probs, order, probs.gather(-1, order).cumsum(-1)
+
+
+def top_p_exclusive_boundary(logits, p):
+    """Keeps tokens whose inclusive cumulative mass is <= p: the boundary token is dropped."""
+    _, order, mass = _descending_mass(logits)
+    keep_sorted = mass <= p
+    keep_sorted[..., 0] = True
+    return logits.masked_fill(~keep_sorted.scatter(-1, order, keep_sorted), NEG_INF)
+
+
+def top_p_no_keep_one(logits, p):
+    """HF's formulation without keeping the most probable token: a tiny p removes everything."""
+    ascending, order = logits.sort(dim=-1)
+    remove = ascending.softmax(-1).cumsum(-1) <= 1 - p
+    return logits.masked_fill(remove.scatter(-1, order, remove), NEG_INF)
+
+
+def top_p_returns_log_probs(logits, p):
+    """Returns renormalized log-probabilities of the nucleus instead of the logits."""
+    return ref.top_p(logits, p).log_softmax(-1)
+
+
+def top_p_confuses_p(logits, p):
+    """Keeps the smallest set whose mass reaches 1 - p."""
+    return ref.top_p(logits, 1.0 - p)
+
+
+def top_p_keeps_boundary_ties(logits, p):
+    """Keeps every token tied with the least kept one: the set is no longer minimal."""
+    kept = ref.top_p(logits, p)
+    floor = torch.where(kept > NEG_INF, logits, torch.full_like(logits, math.inf)).amin(-1, keepdim=True)
+    return logits.masked_fill(logits < floor, NEG_INF)
+
+
+def min_p_absolute(logits, p):
+    """Compares probabilities with p itself, not p * max probability."""
+    return logits.masked_fill(logits.softmax(-1) < p, NEG_INF)
+
+
+def min_p_returns_log_probs(logits, p):
+    return ref.min_p(logits, p).log_softmax(-1)
+
+
+def epsilon_removes_argmax(logits, epsilon):
+    return logits.masked_fill(logits.softmax(-1) < epsilon, NEG_INF)
+
+
+def epsilon_is_min_p(logits, epsilon):
+    """Compares probabilities with epsilon * max probability (min-p) instead of epsilon."""
+    return ref.min_p(logits, epsilon)
+
+
+def typical_by_probability(logits, p):
+    """Ranks tokens by probability (top-p) instead of closeness to the entropy."""
+    return ref.top_p(logits, p)
+
+
+def typical_drops_ties(logits, p):
+    """Keeps exactly the prefix of the typicality ranking, not the tokens tied with its last one."""
+    logp = logits.log_softmax(-1)
+    entropy = -(logp.exp() * logp).sum(-1, keepdim=True)
+    order = (-logp - entropy).abs().argsort(-1, stable=True)
+    mass = logits.gather(-1, order).softmax(-1).cumsum(-1)
+    keep_sorted = torch.arange(logits.shape[-1]) <= (mass < p).sum(-1, keepdim=True)
+    return logits.masked_fill(~keep_sorted.scatter(-1, order, keep_sorted), NEG_INF)
+
+
+def repetition_sign_error(logits, input_ids, penalty):
+    """Divides every seen logit by the penalty: negative logits go up."""
+    seen = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, input_ids, True)
+    return torch.where(seen, logits / penalty, logits)
+
+
+def repetition_per_occurrence(logits, input_ids, penalty):
+    """Compounds the penalty once per occurrence."""
+    counts = ref.token_counts(input_ids, logits.shape[-1], logits.dtype)
+    factor = penalty**counts
+    return torch.where(logits < 0, logits * factor, logits / factor)
+
+
+def repetition_returns_log_probs(logits, input_ids, penalty):
+    return ref.repetition_penalty(logits, input_ids, penalty).log_softmax(-1)
+
+
+def presence_per_occurrence(logits, output_ids, presence, frequency):
+    counts = ref.token_counts(output_ids, logits.shape[-1], logits.dtype)
+    return logits - frequency * counts - presence * counts
+
+
+def frequency_once(logits, output_ids, presence, frequency):
+    seen = (ref.token_counts(output_ids, logits.shape[-1], logits.dtype) > 0).to(logits.dtype)
+    return logits - frequency * seen - presence * seen
+
+
+def presence_frequency_log_probs(logits, output_ids, presence, frequency):
+    return ref.presence_frequency_penalty(logits, output_ids, presence, frequency).log_softmax(-1)
+
+
+def ngram_window_off_by_one(logits, input_ids, n):
+    """Matches the last n tokens instead of the last n - 1 (bans (n + 1)-gram completions)."""
+    return ref.no_repeat_ngram(logits, input_ids, n + 1)
+
+
+# --- the sampling step ---------------------------------------------------------------------------------------
+
+
+def pipeline_min_p_first(logits, prompt_ids, output_ids, **params):
+    """vLLM's order where HF's is expected (or the other way round)."""
+    return ref.sampling_pipeline(logits, prompt_ids, output_ids, **params, order="vllm")
+
+
+def pipeline_truncation_before_temperature(logits, prompt_ids, output_ids, temperature=1.0, **params):
+    x = ref.sampling_pipeline(logits, prompt_ids, output_ids, temperature=1.0, **params)
+    return x / temperature
+
+
+def pipeline_temperature_after_softmax(logits, prompt_ids, output_ids, temperature=1.0, **params):
+    """Divides the probabilities by the temperature, which renormalization undoes."""
+    x = ref.sampling_pipeline(logits, prompt_ids, output_ids, temperature=1.0, **params)
+    return (x.softmax(-1) / temperature).log()
+
+
+def pipeline_repetition_output_only(logits, prompt_ids, output_ids, **params):
+    return ref.sampling_pipeline(logits, prompt_ids[:, :0], output_ids, **params)
+
+
+def pipeline_presence_over_prompt(logits, prompt_ids, output_ids, **params):
+    return ref.sampling_pipeline(logits, prompt_ids, output_ids, **params, penalty_scope="prompt_and_output")
+
+
+# --- samplers ------------------------------------------------------------------------------------------------
+
+
+def sample_drops_lowest_mass(logits, generator=None):
+    """Drops the least probable tokens carrying 5% of the mass (cosine similarity of frequencies stays ~0.998)."""
+    probs = logits.double().softmax(-1)
+    ascending, order = probs.sort(-1)
+    drop = ascending.cumsum(-1) <= 0.05
+    probs = probs.masked_fill(drop.scatter(-1, order, drop), 0.0)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def sample_unmasks_filtered(logits, generator=None):
+    """Replaces -inf by 0 before the softmax, so filtered tokens come back."""
+    return ref.sample(logits.nan_to_num(neginf=0.0), generator)
+
+
+def sample_global_rng(logits, generator=None):
+    return ref.sample(logits, None)
+
+
+def top_k_sample_keeps_k_minus_one(logits, k, generator=None):
+    return ref.sample(ref.top_k(logits, max(k - 1, 1)), generator)
+
+
+def top_k_sample_tempered(logits, k, generator=None):
+    """Samples from softmax(logits / 2) over the kept tokens."""
+    return ref.sample(ref.top_k(logits, k) / 2, generator)
+
+
+def top_k_sample_keeps_one_more(logits, k, generator=None):
+    return ref.sample(ref.top_k(logits, k + 1), generator)
+
+
+def top_k_sample_global_rng(logits, k, generator=None):
+    return ref.sample(ref.top_k(logits, k), None)
+
+
+def top_p_sample_exclusive(logits, p, generator=None):
+    return ref.sample(top_p_exclusive_boundary(logits, p), generator)
+
+
+def top_p_sample_keeps_one_more(logits, p, generator=None):
+    """Keeps the token after the boundary too."""
+    _, order, mass = _descending_mass(logits)
+    keep_sorted = (mass - logits.softmax(-1).gather(-1, order)) < p
+    keep_sorted = keep_sorted | torch.cat([torch.ones_like(keep_sorted[..., :1]), keep_sorted[..., :-1]], -1)
+    return ref.sample(logits.masked_fill(~keep_sorted.scatter(-1, order, keep_sorted), NEG_INF), generator)
+
+
+def top_p_sample_global_rng(logits, p, generator=None):
+    return ref.sample(ref.top_p(logits, p), None)
+
+
+def min_p_sample_absolute(logits, p, generator=None):
+    probs = logits.softmax(-1)
+    keep = (probs >= p) | (probs == probs.amax(-1, keepdim=True))
+    return ref.sample(logits.masked_fill(~keep, NEG_INF), generator)
+
+
+def min_p_sample_unfiltered(logits, p, generator=None):
+    return ref.sample(logits, generator)
+
+
+def min_p_sample_global_rng(logits, p, generator=None):
+    return ref.sample(ref.min_p(logits, p), None)
+
+
+# --- information measures ------------------------------------------------------------------------------------
+
+
+def entropy_in_bits(logits):
+    return ref.entropy(logits) / math.log(2)
+
+
+def entropy_nan_on_masked(logits):
+    """-(p * log p).sum() without the 0 log 0 = 0 convention: NaN where a logit is -inf."""
+    p = logits.softmax(-1)
+    return -(p * p.log()).sum(-1)
+
+
+def ce_sum_reduction(input, target):
+    return -input.log_softmax(-1).gather(-1, target[:, None]).sum()
+
+
+def ce_base2(input, target):
+    return ref.cross_entropy(input, target) / math.log(2)
+
+
+def perplexity_mean_of_exp(logits, target):
+    return (-logits.log_softmax(-1).gather(-1, target[:, None])).exp().mean()
+
+
+def perplexity_base2(logits, target):
+    return 2 ** ref.cross_entropy(logits, target)
+
+
+# (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
+# collected by tests/test_mutants.py.
+CAUGHT = [
+    ("temperature", "temperature_after_softmax", {"temperature.identity.one", "temperature.reference.matches"}),
+    ("temperature", "temperature_multiplies", {"temperature.limit.zero_is_greedy", "temperature.reference.matches"}),
+    ("top_k", "top_k_drops_ties", {"top_k.keeps.k_largest_and_ties"}),
+    ("top_k", "top_k_no_clamp", {"top_k.identity.k_at_least_vocab"}),
+    ("top_p", "top_p_exclusive_boundary", {"top_p.keeps.smallest_set"}),
+    ("top_p", "top_p_no_keep_one", {"top_p.nonempty.tiny_p"}),
+    ("top_p", "top_p_returns_log_probs", {"top_p.identity.p_one", "top_p.keeps.smallest_set"}),
+    ("top_p", "top_p_confuses_p", {"top_p.keeps.smallest_set", "top_p.monotone.in_p"}),
+    ("top_p", "top_p_keeps_boundary_ties", {"top_p.ties.minimal_any_choice"}),
+    ("top_p", "lmspec.reference.sampling:top_p", {"top_p.ties.minimal_any_choice"}, {"top_p_ties": "lowest_index"}),
+    ("min_p", "min_p_absolute", {"min_p.keeps.relative_threshold"}),
+    ("min_p", "min_p_returns_log_probs", {"min_p.identity.zero", "min_p.keeps.relative_threshold"}),
+    ("epsilon_cutoff", "epsilon_removes_argmax", {"epsilon_cutoff.keeps.argmax_always"}),
+    ("epsilon_cutoff", "epsilon_is_min_p", {"epsilon_cutoff.keeps.above_epsilon"}),
+    ("typical_p", "typical_by_probability", {"typical_p.keeps.most_typical_set", "typical_p.ties.kept"}),
+    ("typical_p", "typical_drops_ties", {"typical_p.ties.kept"}),
+    ("repetition_penalty", "repetition_sign_error",
+     {"repetition_penalty.reference.matches", "repetition_penalty.sign.negative_multiplied"}),
+    ("repetition_penalty", "repetition_per_occurrence", {"repetition_penalty.count.once_per_token"}),
+    ("repetition_penalty", "repetition_returns_log_probs", {"repetition_penalty.identity.one"}),
+    ("presence_frequency_penalty", "presence_per_occurrence",
+     {"presence_frequency.presence.once_per_token", "presence_frequency.reference.matches"}),
+    ("presence_frequency_penalty", "frequency_once",
+     {"presence_frequency.frequency.per_occurrence", "presence_frequency.reference.matches"}),
+    ("presence_frequency_penalty", "presence_frequency_log_probs", {"presence_frequency.identity.zero"}),
+    ("no_repeat_ngram", "ngram_window_off_by_one", {"no_repeat_ngram.bans.completing_tokens"}),
+    ("sampling_pipeline", "pipeline_min_p_first", {"sampling_pipeline.order.min_p_placement"}),
+    ("sampling_pipeline", "lmspec.reference.sampling:sampling_pipeline",
+     {"sampling_pipeline.order.min_p_placement"}, {"order": "vllm"}),
+    ("sampling_pipeline", "pipeline_truncation_before_temperature",
+     {"sampling_pipeline.order.temperature_before_truncation"}),
+    ("sampling_pipeline", "pipeline_temperature_after_softmax",
+     {"sampling_pipeline.order.temperature_before_truncation", "sampling_pipeline.reference.matches"}),
+    ("sampling_pipeline", "pipeline_repetition_output_only", {"sampling_pipeline.penalties.repetition_over_context"}),
+    ("sampling_pipeline", "pipeline_presence_over_prompt", {"sampling_pipeline.penalties.presence_frequency_scope"}),
+    ("sample", "sample_drops_lowest_mass", {"sample.frequency.chi_square", "sample.support.kept_all_reachable"}),
+    ("sample", "sample_unmasks_filtered", {"sample.frequency.chi_square", "sample.support.filtered_never_drawn"}),
+    ("sample", "sample_global_rng", {"sample.generator.reproducible"}),
+    ("top_k_sample", "top_k_sample_keeps_k_minus_one", {"top_k_sample.support.kept_all_reachable"}),
+    ("top_k_sample", "top_k_sample_tempered", {"top_k_sample.frequency.chi_square"}),
+    ("top_k_sample", "top_k_sample_keeps_one_more", {"top_k_sample.support.filtered_never_drawn"}),
+    ("top_k_sample", "top_k_sample_global_rng", {"top_k_sample.generator.reproducible"}),
+    ("top_p_sample", "top_p_sample_exclusive",
+     {"top_p_sample.frequency.chi_square", "top_p_sample.support.kept_all_reachable"}),
+    ("top_p_sample", "top_p_sample_keeps_one_more", {"top_p_sample.support.filtered_never_drawn"}),
+    ("top_p_sample", "top_p_sample_global_rng", {"top_p_sample.generator.reproducible"}),
+    ("min_p_sample", "min_p_sample_absolute",
+     {"min_p_sample.frequency.chi_square", "min_p_sample.support.kept_all_reachable"}),
+    ("min_p_sample", "min_p_sample_unfiltered", {"min_p_sample.support.filtered_never_drawn"}),
+    ("min_p_sample", "min_p_sample_global_rng", {"min_p_sample.generator.reproducible"}),
+    ("entropy", "entropy_in_bits", {"entropy.reference.matches", "entropy.uniform.log_vocab"}),
+    ("entropy", "entropy_nan_on_masked", {"entropy.range.zero_to_log_support"}),
+    ("cross_entropy", "ce_sum_reduction",
+     {"cross_entropy.reduction.mean_over_rows", "cross_entropy.reference.matches"}),
+    ("cross_entropy", "ce_base2", {"cross_entropy.uniform.log_vocab"}),
+    ("perplexity", "perplexity_mean_of_exp", {"perplexity.geometric_mean", "perplexity.reference.matches"}),
+    ("perplexity", "perplexity_base2", {"perplexity.uniform.vocab"}),
+]
