@@ -22,10 +22,11 @@ SHARED = REPO.parent / "shared"
 torch.set_num_threads(1)
 
 
-def check(component: str, target: str, adapter: str | None = None, dtypes=None, only=None, profile: str = "ci", **options):
+def check(component: str, target: str, adapter: str | None = None, dtypes=None, only=None, profile: str = "ci",
+          seed: int | None = None, **options):
     """Run `lmspec check` in-process; returns (exit code, results)."""
     comp = get_component(component)
-    results = run_component(comp, load_target(target, component, adapter), RunConfig(profile=profile, options=options),
+    results = run_component(comp, load_target(target, component, adapter), RunConfig(profile=profile, options=options, seed=seed),
                             dtypes=dtypes, only=only)
     return exit_code(results), results
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 
 import pytest
@@ -31,12 +32,16 @@ def _rows() -> list[tuple]:
 
 
 MUTANTS = _rows()
+# None: the ci profile's own seed. A second seed shows a mutant is caught by what the invariant draws, not by luck
+# of one draw; LMSPEC_MUTANT_SEEDS=1,2,3,... sweeps more.
+SEEDS = [None] + [int(s) for s in os.environ.get("LMSPEC_MUTANT_SEEDS", "1").split(",") if s]
 
 
+@pytest.mark.parametrize("seed", SEEDS, ids=[f"seed{s}" if s is not None else "ci" for s in SEEDS])
 @pytest.mark.parametrize("component,mutant,catchers,options,dtypes", MUTANTS,
                          ids=[f"{m[1].split(':')[1]}-{m[0]}" for m in MUTANTS])
-def test_mutant_is_caught(component, mutant, catchers, options, dtypes):
-    code, results = check(component, mutant, dtypes=list(dtypes), only=catchers, **options)
+def test_mutant_is_caught(component, mutant, catchers, options, dtypes, seed):
+    code, results = check(component, mutant, dtypes=list(dtypes), only=catchers, seed=seed, **options)
     assert code == 1
     assert {r.invariant for r in results} == set(catchers), "a catcher is not an invariant of the component"
     for r in results:

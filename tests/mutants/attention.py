@@ -136,7 +136,8 @@ CAUGHT = [
     ("attention", "causal_diagonal_excluded", {"attention.causal.visible_keys", "attention.convex_combination"}),
     ("attention", "causal_sees_next_token", {"attention.causal.future_independence", "attention.causal.visible_keys"}),
     ("attention", "softmax_over_queries", {"attention.convex_combination", "attention.reference.matches"}),
-    ("attention", "no_max_subtraction", {"attention.gqa.matches_reference", "attention.mask.additive"}),
+    ("attention", "no_max_subtraction", {"attention.gqa.matches_reference", "attention.mask.additive"}, {},
+     ("float16",)),  # exp overflows at 11.1 in float16, at 88.7 in float32
     ("attention", "gqa_groups_modulo", {"attention.gqa.equals_repeated_kv", "attention.gqa.matches_reference"}),
     ("attention", "causal_bottom_right", {"attention.causal.future_independence", "attention.causal.visible_keys"}),
     ("attention", "causal_top_left",
