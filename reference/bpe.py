@@ -170,11 +170,12 @@ def bpe_train_naive(text_or_path, vocab_size: int, special_tokens: Sequence[str]
         best = max(pairs, key=lambda p: (pairs[p], p))
         merges.append(best)
         vocab[len(vocab)] = best[0] + best[1]
-        words = {_merge_bytes(w, best): n for w, n in words.items()}
+        words = {merge_pair(w, best): n for w, n in words.items()}
     return vocab, merges
 
 
-def _merge_bytes(word: tuple[bytes, ...], pair: tuple[bytes, bytes]) -> tuple[bytes, ...]:
+def merge_pair(word: tuple[bytes, ...], pair: tuple[bytes, bytes]) -> tuple[bytes, ...]:
+    """The word with every non-overlapping occurrence of `pair`, left to right, replaced by its concatenation."""
     out, i = [], 0
     while i < len(word):
         if i + 1 < len(word) and (word[i], word[i + 1]) == pair:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from ..reference.bpe import pretoken_counts
+from ..reference.bpe import merge_pair, pretoken_counts
 from ._tokenizer_inputs import ENDOFTEXT, corpus_of, record, seeds, show
 from .core import Context, Invariant, Violation
 
@@ -66,21 +66,9 @@ def replay(text: str, special_tokens: list[str], merges: list[tuple[bytes, bytes
             for q in zip(w, w[1:]):
                 counts[q] += n
         steps.append(Step(counts, max(counts.values(), default=0)))
-        words = {_apply(w, pair): n for w, n in words.items()}
+        words = {merge_pair(w, pair): n for w, n in words.items()}
         tokens.append(sum(len(w) * n for w, n in words.items()))
     return steps, tokens, words
-
-
-def _apply(word: tuple[bytes, ...], pair: tuple[bytes, bytes]) -> tuple[bytes, ...]:
-    out, i = [], 0
-    while i < len(word):
-        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
-            out.append(pair[0] + pair[1])
-            i += 2
-        else:
-            out.append(word[i])
-            i += 1
-    return tuple(out)
 
 
 # --- checks -------------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def _naive(text_or_path, vocab_size, special_tokens, choose, weighted=True, pret
         merges.append(best)
         vocab[len(vocab)] = best[0] + best[1]
         if update:
-            words = {bpe._merge_bytes(w, best): n for w, n in words.items()}
+            words = {bpe.merge_pair(w, best): n for w, n in words.items()}
     return vocab, merges
 
 
