@@ -16,7 +16,7 @@ __all__ = ["Component", "Context", "Invariant", "Option", "Unsupported", "Violat
 #: catalog order of the families; a family module added to spec/ and not listed here comes after, by name.
 FAMILY_ORDER = (
     "softmax", "attention", "attention_variants", "norms", "norms_variants", "activations", "feedforward", "positions",
-    "sampling", "sampling_pipeline", "sampling_samplers", "sampling_metrics", "decoding", "decoding_variants",
+    "sampling", "sampling_penalties", "sampling_pipeline", "sampling_samplers", "sampling_metrics", "decoding", "decoding_variants",
     "decoding_speculative", "tokenizers", "accounting_params", "accounting_flops", "accounting_memory", "accounting_formats",
 )
 

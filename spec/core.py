@@ -60,6 +60,9 @@ class Invariant:
     #: fraction of the profile's example budget this invariant uses (statistical checks are heavy).
     budget: float = 1.0
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requires", frozenset(self.requires))  # any iterable of feature names
+
 
 @dataclass(frozen=True)
 class Component:

@@ -27,10 +27,6 @@ SCORE_RTOL = 1e-4  # beam scores: libraries accumulate log-probabilities in floa
 MODEL = "model: Callable[[Int[B, L]], Float[B, L, V]]"
 
 
-def _inv(id, statement, source, kind, examples, check, requires=(), **kw) -> Invariant:
-    return Invariant(id, statement, source, kind, examples, check, requires=frozenset(requires), **kw)
-
-
 # --- models, inputs, and what the model alone says -----------------------------------------------------------
 
 
@@ -208,14 +204,14 @@ GREEDY = Component(
     dtypes=(),
     features={"context_size": "cropping the model's input to the last context_size tokens"},
     invariants=(
-        _inv("greedy_search.argmax_chain", "Without EOS, each of the max_new_tokens new tokens is the argmax of the model's "
+        Invariant("greedy_search.argmax_chain", "Without EOS, each of the max_new_tokens new tokens is the argmax of the model's "
              "next-token logits for the sequence so far.", f"{HF_GEN}: GenerationMixin._sample (do_sample=False)", "property",
              model_examples(eos=False), _check_greedy_chain),
-        _inv("greedy_search.eos.padding_and_stop",
+        Invariant("greedy_search.eos.padding_and_stop",
              "EOS is never chosen before min_new_tokens; a row that emitted EOS is padded with pad_token_id (EOS when None); "
              "generation stops as soon as every row has emitted EOS.",
              f"{HF_GEN}: GenerationMixin._sample, MinNewTokensLengthLogitsProcessor", "property", model_examples(), _check_greedy_eos),
-        _inv("greedy_search.context.cropped",
+        Invariant("greedy_search.context.cropped",
              "With context_size c the model is called once per new token on exactly the last c tokens, and the output is "
              "the argmax chain over those windows.",
              "Raschka, LLMs from Scratch ch. 4 generate_text_simple (idx[:, -context_size:]); nanoGPT generate", "property",
@@ -280,12 +276,12 @@ SAMPLE = Component(
     reference=ref.sample_search,
     dtypes=(),
     invariants=(
-        _inv("sample_search.distribution.chi_square",
+        Invariant("sample_search.distribution.chi_square",
              f"The generated continuations follow the model's exact sequence distribution (EOS, padding and min_new_tokens "
              f"included): Pearson chi-square over every continuation, {DRAWS} draws, false-alarm rate {ALPHA:g}.",
              f"{HF_GEN}: GenerationMixin._sample (do_sample=True: torch.multinomial(softmax(scores), 1))", "statistical",
              _sample_examples(), _check_sample_distribution, budget=0.5),
-        _inv("sample_search.generator.reproducible", "Two runs with generators seeded alike generate the same tokens.",
+        Invariant("sample_search.generator.reproducible", "Two runs with generators seeded alike generate the same tokens.",
              f"{HF_GEN}: torch.manual_seed before generate", "property", _sample_examples(), _check_sample_reproducible, budget=0.5),
     ),
 )
@@ -440,29 +436,29 @@ BEAM = Component(
     reference=ref.beam_search,
     dtypes=(),
     invariants=(
-        _inv("beam_search.reference.matches",
+        Invariant("beam_search.reference.matches",
              "Returned sequences and scores equal the reference (transformers 5.23 `_beam_search` semantics) for any EOS, "
              f"length penalty, early_stopping, min_new_tokens and num_return_sequences (scores within {SCORE_RTOL:g} relative).",
              f"{HF_GEN}: GenerationMixin._beam_search", "differential", _beam_examples(), _check_beam_reference),
-        _inv("beam_search.early_stopping.modes",
+        Invariant("beam_search.early_stopping.modes",
              "With EOS-heavy models, early_stopping True (stop once num_beams hypotheses finished), False (stop when the best "
              "running beam at the current length cannot beat the worst finished one) and 'never' (bound at max length for "
              "length_penalty > 0) give the reference's hypotheses.",
              f"{HF_GEN}: _check_early_stop_heuristic, _beam_search_has_unfinished_sequences", "differential",
              _beam_examples(eos_heavy=True), _check_beam_early_stopping),
-        _inv("beam_search.width_one.greedy", "num_beams = 1 without EOS returns greedy decoding.",
+        Invariant("beam_search.width_one.greedy", "num_beams = 1 without EOS returns greedy decoding.",
              f"{HF_GEN}: generation mode GREEDY when num_beams == 1", "property", model_examples(eos=False), _check_beam_width_one),
-        _inv("beam_search.exhaustive.exact_best",
+        Invariant("beam_search.exhaustive.exact_best",
              "With num_beams >= V^(steps - 1) (every prefix kept) and no EOS, the returned sequences are the best by total "
              "log-probability, found by brute force over all V^steps continuations, in order.",
              "Graves 2012, Sequence Transduction with RNNs, sec. 3.2 (beam search); brute force", "property",
              _exhaustive_examples(), _check_beam_exhaustive),
-        _inv("beam_search.score.length_penalty",
+        Invariant("beam_search.score.length_penalty",
              "A finished hypothesis's score is its generated tokens' total log-probability (EOS included) divided by "
              "(number of generated tokens) ** length_penalty; the prompt is not counted.",
              f"{HF_GEN}: _update_finished_beams (topk_log_probs / (cur_len + 1 - decoder_prompt_len) ** length_penalty)",
              "property", _beam_examples(), _check_beam_scores),
-        _inv("beam_search.eos.finished_hypotheses",
+        Invariant("beam_search.eos.finished_hypotheses",
              "A returned hypothesis shorter than max_new_tokens ends with EOS, is padded after it with pad_token_id (EOS "
              "when None), and never ends before min_new_tokens.",
              f"{HF_GEN}: _beam_search (output_fill_value), MinNewTokensLengthLogitsProcessor", "property",
@@ -546,19 +542,19 @@ DIVERSE = Component(
     reference=ref.diverse_beam_search,
     dtypes=(),
     invariants=(
-        _inv("diverse_beam_search.reference.matches",
+        Invariant("diverse_beam_search.reference.matches",
              "Returned sequences and scores equal the reference: groups decoded in order, group g's log-probabilities lowered "
              "by diversity_penalty x (times each token was chosen at this step by earlier groups), penalized scores "
              "accumulated, each group a beam search, all hypotheses ranked together.",
              "Vijayakumar et al. 2018, sec. 4; transformers 4.x _group_beam_search + HammingDiversityLogitsProcessor "
              "(now transformers-community/group-beam-search)", "differential", _diverse_examples(), _check_diverse_reference),
-        _inv("diverse_beam_search.one_group.is_beam_search", "num_beam_groups = 1 equals beam search with the same beams.",
+        Invariant("diverse_beam_search.one_group.is_beam_search", "num_beam_groups = 1 equals beam search with the same beams.",
              "Vijayakumar et al. 2018, sec. 4 (G = 1)", "differential", _diverse_examples(), _check_diverse_one_group),
-        _inv("diverse_beam_search.zero_penalty.independent_groups",
+        Invariant("diverse_beam_search.zero_penalty.independent_groups",
              "diversity_penalty = 0 makes every group the same beam search of num_beams / num_beam_groups beams: the "
              "num_beams returned hypotheses are that search's, each once per group, best first.",
              "Vijayakumar et al. 2018, sec. 4 (lambda = 0)", "differential", _diverse_examples(min_groups=2), _check_diverse_zero),
-        _inv("diverse_beam_search.penalty.distinct_first_tokens",
+        Invariant("diverse_beam_search.penalty.distinct_first_tokens",
              "With groups of one beam and a very large penalty no group repeats a token an earlier group chose at the same "
              "step: the hypotheses start with distinct tokens.", "Vijayakumar et al. 2018, eq. 4 (Hamming diversity)",
              "property", _distinct_examples(), _check_diverse_distinct),

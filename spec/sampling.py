@@ -1,5 +1,5 @@
-"""Logits processors: temperature, top-k, top-p, min-p, epsilon, typical, repetition / presence / frequency
-penalties, no-repeat n-gram. Samplers, the full sampling step and information measures are in sampling_*.py.
+"""Logits processors: temperature, top-k, top-p, min-p, epsilon, typical. Penalties are in sampling_penalties.py;
+samplers, the full sampling step and information measures in the other sampling_*.py.
 
 A filter's output is judged exactly: a kept logit is the input logit bit for bit, a removed one is -inf. Where a
 filter compares probability mass or ratios with a threshold, a target computing in a low-precision dtype may
@@ -16,7 +16,7 @@ import torch
 from hypothesis import strategies as st
 
 from ..reference import sampling as ref
-from .checks import PROPERTY_ULPS, assert_close, differential, to64
+from .checks import PROPERTY_ULPS, differential, to64
 from .core import Component, Context, Invariant, Option
 from .guard import expect_tensor
 from .strategies import layouts, materialize, patterns, relayout, seeds, sizes
@@ -24,10 +24,6 @@ from .strategies import layouts, materialize, patterns, relayout, seeds, sizes
 HF = "transformers 5.23 generation/logits_process.py"
 VLLM = "vLLM v1 (vllm/v1/sample)"
 FILTER_SIGNATURE = "(logits: Float[B, V], {param}) -> Float[B, V]  (removed tokens -inf, kept logits unchanged)"
-
-
-def _inv(id, statement, source, kind, examples, check, requires=(), **kw) -> Invariant:
-    return Invariant(id, statement, source, kind, examples, check, requires=frozenset(requires), **kw)
 
 
 # --- inputs --------------------------------------------------------------------------------------------------
@@ -177,12 +173,12 @@ TEMPERATURE = Component(
     summary="logits / t: t < 1 sharpens, t > 1 flattens, t -> 0 is greedy.",
     reference=ref.temperature,
     invariants=(
-        _inv("temperature.reference.matches", "temperature(logits, t) = logits / t within the tolerance policy.",
+        Invariant("temperature.reference.matches", "temperature(logits, t) = logits / t within the tolerance policy.",
              f"Hinton et al. 2015, eq. 1; {HF}: TemperatureLogitsWarper", "differential", _temperature_examples(),
              _check_temperature_reference),
-        _inv("temperature.identity.one", "t = 1 returns the logits unchanged, bit for bit.", f"{HF}: TemperatureLogitsWarper",
+        Invariant("temperature.identity.one", "t = 1 returns the logits unchanged, bit for bit.", f"{HF}: TemperatureLogitsWarper",
              "property", _temperature_examples(), _check_temperature_one),
-        _inv("temperature.limit.zero_is_greedy",
+        Invariant("temperature.limit.zero_is_greedy",
              "Every t > 0 keeps the argmax, and as t -> 0 softmax(temperature(x, t)) tends to the greedy one-hot "
              "(uniform over argmax ties); checked at t = 1e-3 on logits whose gaps are >= 0.5.",
              "Hinton et al. 2015, eq. 1 (limit); vLLM treats temperature < 1e-5 as greedy", "property",
@@ -246,12 +242,12 @@ TOP_K = Component(
     summary="Keep the k largest logits and every token tied with the k-th.",
     reference=ref.top_k,
     invariants=(
-        _inv("top_k.keeps.k_largest_and_ties",
+        Invariant("top_k.keeps.k_largest_and_ties",
              "Exactly the tokens whose logit is >= the k-th largest logit are kept (all ties at the k-th value kept), "
              "unchanged; the others are -inf.",
              f"Fan et al. 2018, sec. 5.4; {HF}: TopKLogitsWarper (`scores < topk(scores, k)[..., -1]` removed); "
              f"{VLLM} apply_top_k_only", "property", _top_k_examples(), _check_top_k),
-        _inv("top_k.identity.k_at_least_vocab", "k >= V returns the logits unchanged.", f"{HF}: TopKLogitsWarper (k = min(k, V))",
+        Invariant("top_k.identity.k_at_least_vocab", "k >= V returns the logits unchanged.", f"{HF}: TopKLogitsWarper (k = min(k, V))",
              "property", _top_k_large_examples(), _check_top_k_identity),
     ),
 )
@@ -390,19 +386,19 @@ TOP_P = Component(
     reference=ref.top_p,
     options=(TOP_P_TIES,),
     invariants=(
-        _inv("top_p.keeps.smallest_set",
+        Invariant("top_p.keeps.smallest_set",
              "The kept tokens are the most probable ones and the smallest such set whose probability mass is >= p, the "
              "boundary token included; a token within (V/2 + 3) eps of the mass threshold may go either way.",
              f"Holtzman et al. 2020, eq. 3; {HF}: TopPLogitsWarper (ascending cumsum <= 1 - p removed); {VLLM} apply_top_k_top_p",
              "property", _top_p_examples(), _check_top_p),
-        _inv("top_p.identity.p_one", "p = 1 returns the logits unchanged when every probability is nonzero in the dtype.",
+        Invariant("top_p.identity.p_one", "p = 1 returns the logits unchanged when every probability is nonzero in the dtype.",
              f"{HF}: TopPLogitsWarper", "property", _top_p_examples(), _check_top_p_one),
-        _inv("top_p.nonempty.tiny_p", "A tiny p (1e-9) keeps exactly one token, a most probable one: the kept set is never empty.",
+        Invariant("top_p.nonempty.tiny_p", "A tiny p (1e-9) keeps exactly one token, a most probable one: the kept set is never empty.",
              f"{HF}: TopPLogitsWarper (min_tokens_to_keep = 1); vLLM keeps the last sorted token", "property",
              _top_p_examples(), _check_top_p_tiny),
-        _inv("top_p.monotone.in_p", "For p1 < p2 every token kept at p1 is kept at p2, or is tied with p2's least kept token.",
+        Invariant("top_p.monotone.in_p", "For p1 < p2 every token kept at p1 is kept at p2, or is tied with p2's least kept token.",
              "Holtzman et al. 2020, eq. 3 (the nucleus grows with p)", "property", _top_p_pair_examples(), _check_top_p_monotone),
-        _inv("top_p.ties.minimal_any_choice",
+        Invariant("top_p.ties.minimal_any_choice",
              "When the boundary falls inside a block of tied tokens the kept set is still minimal, and any choice among "
              "the tied tokens conforms unless the option top_p_ties declares a rule, which is then checked.",
              f"Holtzman et al. 2020, eq. 3; {HF} and {VLLM} resolve ties by sort order", "property", _top_p_tie_examples(),
@@ -460,12 +456,12 @@ MIN_P = Component(
     summary="Keep the tokens whose probability is >= p times the largest probability.",
     reference=ref.min_p,
     invariants=(
-        _inv("min_p.keeps.relative_threshold",
+        Invariant("min_p.keeps.relative_threshold",
              "A token is kept iff its probability is >= p * max probability (within 8 eps relative; not judged where both are "
              "below the dtype's smallest normal number); the argmax is always kept.",
              f"Nguyen et al. 2024, sec. 3; {HF}: MinPLogitsWarper (`probs < min_p * probs.amax()` removed); {VLLM} MinPLogitsProcessor",
              "property", _threshold_examples((0.05, 0.1, 0.3, 0.5, 0.9, 1.0)), _check_min_p),
-        _inv("min_p.identity.zero", "p = 0 returns the logits unchanged.", f"{HF}: MinPLogitsWarper", "property",
+        Invariant("min_p.identity.zero", "p = 0 returns the logits unchanged.", f"{HF}: MinPLogitsWarper", "property",
              _threshold_examples(()), _check_min_p_zero),
     ),
 )
@@ -512,11 +508,11 @@ EPSILON = Component(
     summary="Remove the tokens whose probability is < epsilon, never the argmax.",
     reference=ref.epsilon_cutoff,
     invariants=(
-        _inv("epsilon_cutoff.keeps.above_epsilon",
+        Invariant("epsilon_cutoff.keeps.above_epsilon",
              "A token is removed iff its probability is < epsilon (within 8 eps relative) and it is not an argmax.",
              f"Hewitt et al. 2022, eq. 4; {HF}: EpsilonLogitsWarper", "property",
              _threshold_examples((1e-3, 0.02, 0.1, 0.3)), _check_epsilon),
-        _inv("epsilon_cutoff.keeps.argmax_always",
+        Invariant("epsilon_cutoff.keeps.argmax_always",
              "With epsilon above every probability exactly the argmax (and tokens tied with it) remains.",
              f"{HF}: EpsilonLogitsWarper (`scores < topk(scores, min_tokens_to_keep)` guard)", "property",
              logits_examples(), _check_epsilon_argmax),
@@ -588,191 +584,16 @@ TYPICAL = Component(
     summary="Locally typical filtering: keep the tokens whose -log p is closest to the entropy, up to mass p.",
     reference=ref.typical_p,
     invariants=(
-        _inv("typical_p.keeps.most_typical_set",
+        Invariant("typical_p.keeps.most_typical_set",
              "Ranking tokens by |-log p_i - H|, the kept set is the ranking's prefix up to the first token where the mass "
              "reaches p, plus tokens tied with it (scores within rounding and masses within (V/2 + 3) eps go either way).",
              f"Meister et al. 2023, eq. 5; {HF}: TypicalLogitsWarper", "property",
              _threshold_examples((0.2, 0.5, 0.9, 0.95)), _check_typical),
-        _inv("typical_p.ties.kept", "Tokens tied in typicality with the boundary token are kept: a uniform distribution is kept whole.",
+        Invariant("typical_p.ties.kept", "Tokens tied in typicality with the boundary token are kept: a uniform distribution is kept whole.",
              f"{HF}: TypicalLogitsWarper (`sorted_scores > boundary score` removed)", "property", logits_examples(),
              _check_typical_ties),
     ),
 )
 
 
-# --- penalties -----------------------------------------------------------------------------------------------
-
-
-@st.composite
-def _penalty_examples(draw, penalties=(0.5, 0.8, 1.2, 1.5, 2.0)) -> dict:
-    p = draw(logits_examples(max_vocab=10))
-    p["L"] = draw(st.integers(1, 8))
-    p["penalty"] = draw(st.sampled_from(penalties))
-    return p
-
-
-def _ids(ctx: Context, p: dict, salt: int = 1, length: int | None = None) -> torch.Tensor:
-    return token_ids(p, p["L"] if length is None else length, p["V"], salt, ctx.device)
-
-
-def _check_repetition_reference(ctx: Context, p: dict) -> None:
-    differential(ctx, ref.repetition_penalty, logits(ctx, p), _ids(ctx, p), p["penalty"])
-
-
-def _check_repetition_sign(ctx: Context, p: dict) -> None:
-    x, ids = logits(ctx, p), _ids(ctx, p)
-    out = to64(expect_tensor(ctx.target(x, ids, p["penalty"]), tuple(x.shape), ctx.dtype, ctx.device))
-    x64 = to64(x)
-    seen = torch.zeros(x.shape, dtype=torch.bool).scatter_(-1, ids.cpu(), True)
-    expected = torch.where(seen, torch.where(x64 < 0, x64 * p["penalty"], x64 / p["penalty"]), x64)
-    wrong_sign = seen & (x64 != 0) & ((out - x64).sign() != (expected - x64).sign())
-    if wrong_sign.any():
-        b, i = (int(v) for v in wrong_sign.nonzero()[0])
-        ctx.fail(f"token {i} of row {b} appeared before: logit {float(x64[b, i]):.6g} with penalty {p['penalty']} became "
-                 f"{float(out[b, i]):.6g}, expected {float(expected[b, i]):.6g} (negative logits are multiplied, positive "
-                 "divided, so penalty > 1 always lowers them)", row=b, token=i)
-    assert_close(ctx, out, expected, "repetition penalty vs where(x < 0, x * penalty, x / penalty) on seen tokens")
-
-
-def _check_repetition_once(ctx: Context, p: dict) -> None:
-    x, ids = logits(ctx, p), _ids(ctx, p)
-    once = expect_tensor(ctx.target(x, ids, p["penalty"]), tuple(x.shape), ctx.dtype, ctx.device)
-    thrice = expect_tensor(ctx.target(x, torch.cat([ids, ids, ids], -1), p["penalty"]), tuple(x.shape), ctx.dtype, ctx.device)
-    if not torch.equal(once.cpu(), thrice.cpu()):
-        ctx.fail("repeating input_ids changed the result: the penalty applies once per distinct token, not per occurrence")
-
-
-def _check_repetition_one(ctx: Context, p: dict) -> None:
-    x = logits(ctx, p)
-    out = expect_tensor(ctx.target(x, _ids(ctx, p), 1.0), tuple(x.shape), ctx.dtype, ctx.device)
-    if not torch.equal(out.cpu(), x.cpu()):
-        ctx.fail("penalty 1 changed the logits (it is the identity)")
-
-
-REPETITION = Component(
-    name="repetition_penalty",
-    family="sampling",
-    signature="repetition_penalty(logits: Float[B, V], input_ids: Int[B, L], penalty: float > 0) -> Float[B, V]",
-    summary="CTRL penalty on every token of input_ids (prompt included): negative logits * penalty, others / penalty.",
-    reference=ref.repetition_penalty,
-    invariants=(
-        _inv("repetition_penalty.reference.matches",
-             "Seen tokens get where(x < 0, x * penalty, x / penalty), unseen are unchanged, within the tolerance policy.",
-             f"Keskar et al. 2019, sec. 4.1; {HF}: RepetitionPenaltyLogitsProcessor", "differential", _penalty_examples(),
-             _check_repetition_reference),
-        _inv("repetition_penalty.sign.negative_multiplied",
-             "A seen token's negative logit is multiplied by the penalty and a positive one divided (checked numerically, "
-             "so penalty > 1 lowers both signs).", f"{HF}: RepetitionPenaltyLogitsProcessor", "property",
-             _penalty_examples(), _check_repetition_sign),
-        _inv("repetition_penalty.count.once_per_token", "A token occurring several times in input_ids is penalized once.",
-             f"{HF}: RepetitionPenaltyLogitsProcessor (gather / scatter of distinct ids)", "property", _penalty_examples(),
-             _check_repetition_once),
-        _inv("repetition_penalty.identity.one", "penalty = 1 returns the logits unchanged.", f"{HF}: RepetitionPenaltyLogitsProcessor",
-             "property", _penalty_examples(), _check_repetition_one),
-    ),
-)
-
-
-@st.composite
-def _presence_examples(draw) -> dict:
-    p = draw(logits_examples(max_vocab=10))
-    p["L"] = draw(st.integers(0, 8))
-    p["presence"] = draw(st.sampled_from([0.0, 0.5, 1.5, -0.5]))
-    p["frequency"] = draw(st.sampled_from([0.0, 0.3, 1.0, -0.3]))
-    return p
-
-
-def _check_presence_reference(ctx: Context, p: dict) -> None:
-    differential(ctx, ref.presence_frequency_penalty, logits(ctx, p), _ids(ctx, p), p["presence"], p["frequency"])
-
-
-def _check_presence_once(ctx: Context, p: dict) -> None:
-    x, ids = logits(ctx, p), _ids(ctx, p)
-    once = expect_tensor(ctx.target(x, ids, p["presence"] or 0.5, 0.0), tuple(x.shape), ctx.dtype, ctx.device)
-    twice = expect_tensor(ctx.target(x, torch.cat([ids, ids], -1), p["presence"] or 0.5, 0.0), tuple(x.shape), ctx.dtype, ctx.device)
-    if not torch.equal(once.cpu(), twice.cpu()):
-        ctx.fail("with frequency 0, repeating output_ids changed the result: the presence penalty applies once per token")
-
-
-def _check_frequency_counts(ctx: Context, p: dict) -> None:
-    x, ids = logits(ctx, p, "ties"), _ids(ctx, p)  # grid logits and f in {0.25, 0.5}: every value is exact
-    f = 0.25 if p["frequency"] <= 0.3 else 0.5
-    doubled = expect_tensor(ctx.target(x, torch.cat([ids, ids], -1), 0.0, f), tuple(x.shape), ctx.dtype, ctx.device)
-    scaled = expect_tensor(ctx.target(x, ids, 0.0, 2 * f), tuple(x.shape), ctx.dtype, ctx.device)
-    assert_close(ctx, doubled, scaled, f"frequency {f} on output_ids twice vs frequency {2 * f} on output_ids once")
-    counts = ref.token_counts(ids.cpu(), p["V"], torch.float64)
-    assert_close(ctx, scaled, to64(x) - 2 * f * counts, "frequency penalty vs logit - frequency * count")
-
-
-def _check_presence_zero(ctx: Context, p: dict) -> None:
-    x = logits(ctx, p)
-    out = expect_tensor(ctx.target(x, _ids(ctx, p), 0.0, 0.0), tuple(x.shape), ctx.dtype, ctx.device)
-    if not torch.equal(out.cpu(), x.cpu()):
-        ctx.fail("presence = frequency = 0 changed the logits (it is the identity)")
-
-
-PRESENCE_FREQUENCY = Component(
-    name="presence_frequency_penalty",
-    family="sampling",
-    signature="presence_frequency_penalty(logits: Float[B, V], output_ids: Int[B, L], presence: float, frequency: float) -> Float[B, V]",
-    summary="OpenAI / vLLM: logit - frequency * count - presence * [count > 0], counts over the ids given (the output).",
-    reference=ref.presence_frequency_penalty,
-    invariants=(
-        _inv("presence_frequency.reference.matches",
-             "logit - frequency * count - presence * [count > 0] within the tolerance policy (negative penalties too).",
-             f"OpenAI API reference, parameter details; {VLLM} apply_penalties", "differential", _presence_examples(),
-             _check_presence_reference),
-        _inv("presence_frequency.presence.once_per_token", "The presence penalty is subtracted once for a token however often it occurs.",
-             "OpenAI API reference, parameter details", "property", _presence_examples(), _check_presence_once),
-        _inv("presence_frequency.frequency.per_occurrence",
-             "The frequency penalty is subtracted once per occurrence: doubling the ids equals doubling the penalty, and "
-             "equals logit - frequency * count.", "OpenAI API reference, parameter details", "property",
-             _presence_examples(), _check_frequency_counts),
-        _inv("presence_frequency.identity.zero", "presence = frequency = 0 returns the logits unchanged.", f"{VLLM} apply_penalties",
-             "property", _presence_examples(), _check_presence_zero),
-    ),
-)
-
-
-@st.composite
-def _ngram_examples(draw) -> dict:
-    p = draw(logits_examples(min_vocab=2, max_vocab=5))
-    p["L"] = draw(st.integers(0, 10))
-    p["n"] = draw(st.integers(1, 4))
-    return p
-
-
-def _banned(ids: list[int], n: int, vocab: int) -> set[int]:
-    """By brute force: tokens v such that ids[-(n-1):] + [v] occurs as n consecutive tokens of ids."""
-    if len(ids) < n:
-        return set()
-    prefix = ids[len(ids) - n + 1 :] if n > 1 else []
-    return {ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i : i + n - 1] == prefix}
-
-
-def _check_ngram(ctx: Context, p: dict) -> None:
-    x, ids = logits(ctx, p), _ids(ctx, p)
-    out = expect_tensor(ctx.target(x, ids, p["n"]), tuple(x.shape), ctx.dtype, ctx.device, finite=False)
-    o, x64 = to64(out), to64(x)
-    for b, row in enumerate(ids.cpu().tolist()):
-        banned = _banned(row, p["n"], p["V"])
-        expected = torch.tensor([float("-inf") if v in banned else float(x64[b, v]) for v in range(p["V"])], dtype=torch.float64)
-        if not torch.equal(o[b], expected):
-            ctx.fail(f"row {b} ids {row}, n = {p['n']}: banned {sorted(banned)} expected; output {o[b].tolist()}", row=b)
-
-
-NO_REPEAT_NGRAM = Component(
-    name="no_repeat_ngram",
-    family="sampling",
-    signature="no_repeat_ngram(logits: Float[B, V], input_ids: Int[B, L], n: int >= 1) -> Float[B, V]",
-    summary="Ban (-inf) every token that would repeat an n-gram of input_ids (prompt included).",
-    reference=ref.no_repeat_ngram,
-    invariants=(
-        _inv("no_repeat_ngram.bans.completing_tokens",
-             "Token v is -inf iff (last n - 1 ids, v) occurs as n consecutive ids; every other logit is unchanged; fewer "
-             "than n ids ban nothing.", f"fairseq sequence_generator; {HF}: NoRepeatNGramLogitsProcessor", "property",
-             _ngram_examples(), _check_ngram),
-    ),
-)
-
-COMPONENTS = (TEMPERATURE, TOP_K, TOP_P, MIN_P, EPSILON, TYPICAL, REPETITION, PRESENCE_FREQUENCY, NO_REPEAT_NGRAM)
+COMPONENTS = (TEMPERATURE, TOP_K, TOP_P, MIN_P, EPSILON, TYPICAL)
