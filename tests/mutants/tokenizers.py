@@ -226,7 +226,7 @@ class CacheAliasing(bpe.Tokenizer):
             if ids is None:
                 ids = part
             else:
-                ids.extend(part)
+                ids.extend(self._bpe(piece) if part is ids else part)  # grows by the text each call, not doubling
         return ids or []
 
 
