@@ -30,7 +30,7 @@ import struct
 import tempfile
 from pathlib import Path
 
-from .adapters import AdapterSpec, register
+from .registry import AdapterSpec, register
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 SPACE = "\u2581"

@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from .adapters import AdapterSpec, register
+from .registry import AdapterSpec, register
 
 _NO_IDS = None  # warpers ignore input_ids
 
@@ -79,7 +79,7 @@ register(
 
 
 def _wrap_hf_pipeline(mixin: object, component: str) -> Callable:
-    from .adapters_decoding import callable_lm
+    from .decoding import callable_lm
 
     def sampling_pipeline(logits, prompt_ids, output_ids, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
                           repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0):

@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from .adapters import AdapterSpec, register
+from .registry import AdapterSpec, register
 
 
 def _shape(normalized_shape) -> tuple[int, ...]:

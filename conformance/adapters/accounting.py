@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from .adapters import AdapterSpec, register
+from .registry import AdapterSpec, register
 
 FORMAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
                  "float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8_e5m2}

@@ -1,13 +1,4 @@
-"""Adapters: wrap a known library's function so it takes a component's canonical signature.
-
-An adapter also declares what the wrapped library cannot do (dtypes, features) and which convention
-options it implies (FlashAttention's causal mask is aligned bottom-right, for instance).
-
-An adapter only translates calling conventions (layouts, argument names, mask encodings); it never changes
-what the library computes. Where a library differs from the canonical spec the adapter declares it (an
-unsupported dtype or feature, an implied option) or raises a clear error, and docs/conventions.md records
-the difference and how it was verified. Libraries are imported lazily, inside `wrap`, so registering an
-adapter costs nothing and a missing library only fails the check that uses it.
+"""Attention adapters (Hugging Face eager attention and LlamaAttention, FlashAttention).
 
 Registered here:
 
@@ -25,29 +16,11 @@ raises, and `sliding_window_attention` has no options.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-
-@dataclass(frozen=True)
-class AdapterSpec:
-    name: str
-    components: tuple[str, ...]
-    wrap: Callable[[object, str], Callable]
-    doc: str
-    unsupported_dtypes: frozenset[str] = frozenset()
-    unsupported_features: frozenset[str] = frozenset()
-    implied_options: dict[str, str] = field(default_factory=dict)
-
-
-ADAPTERS: dict[str, AdapterSpec] = {}
-
-
-def register(spec: AdapterSpec) -> AdapterSpec:
-    ADAPTERS[spec.name] = spec
-    return spec
+from .registry import AdapterSpec, register
 
 
 def _check_heads(hq: int, hkv: int, enable_gqa: bool) -> None:
@@ -302,5 +275,3 @@ register(
         unsupported_dtypes=frozenset({"float64", "float32"}),
     )
 )
-
-__all__ = ["ADAPTERS", "AdapterSpec", "register"]

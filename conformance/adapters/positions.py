@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from .adapters import AdapterSpec, register
+from .registry import AdapterSpec, register
 
 
 def _llama_like_config(cls: type, head_dim: int, rope_parameters: dict):

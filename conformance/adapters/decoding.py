@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from .adapters import AdapterSpec, register
+from .registry import AdapterSpec, register
 
 
 @functools.lru_cache(maxsize=1)

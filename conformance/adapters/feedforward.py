@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from .adapters import AdapterSpec, register
+from .registry import AdapterSpec, register
 
 
 @functools.lru_cache(maxsize=64)
