@@ -4,7 +4,7 @@ tiktoken, Hugging Face tokenizers), plus the memory of streaming a file through 
 
 Run: python -m pytest benchmarks/test_bench_tokenizers.py --benchmark-only   (docs/tokenizers.md has figures)
 Corpora: corpus.en and GPT-2's files from ../shared/fixtures (those rows skip without them), and a generated
-~5.7 MB corpus (Zipf-distributed words from a 100,000-word lexicon of syllables; lmspec.spec._tokenizer_inputs).
+~5.7 MB corpus (Zipf-distributed words from a 100,000-word lexicon of syllables; lmspec.spec.tokenizers.inputs).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from lmspec.conformance.loading import load_target
-from lmspec.reference import bpe
-from lmspec.reference.gpt2_tokenizer import GPT2_SPECIAL_TOKENS, MERGES_FILE, VOCAB_FILE, from_gpt2_files, gpt2_dir
-from lmspec.spec._tokenizer_inputs import corpus
+from lmspec.reference.tokenizers import bpe
+from lmspec.reference.tokenizers.gpt2 import GPT2_SPECIAL_TOKENS, MERGES_FILE, VOCAB_FILE, from_gpt2_files, gpt2_dir
+from lmspec.spec.tokenizers.inputs import corpus
 
 EOT = "<|endoftext|>"
 NAIVE_LIMIT = 1000  # the naive trainer is timed only up to this vocabulary: O(merges x distinct pre-tokens), minutes

@@ -15,9 +15,9 @@ import json
 import signal
 import sys
 
-from lmspec.reference import flops as F
-from lmspec.reference import memory as M
-from lmspec.reference import params as P
+from lmspec.reference.accounting import flops as F
+from lmspec.reference.accounting import memory as M
+from lmspec.reference.accounting import params as P
 
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}
 

@@ -51,6 +51,8 @@ class Result:
     mean_abs_error: float | None = None
     max_eps_error: float | None = None
     message: str | None = None
+    #: for a fail: "violation" (the invariant's check), "raised", "timeout" or "mutated_input" (the guard around the target)
+    cause: str | None = None
     counterexample: dict | None = None
     reproduce: str | None = None
     seconds: float = 0.0
@@ -143,6 +145,7 @@ def run_invariant(
         result.verdict = "fail"
         params = last_failure.get("params", replay)
         result.message = violation.message
+        result.cause = violation.cause
         result.counterexample = {"params": params, "details": _jsonable(violation.details)}
         result.reproduce = reproduce_command(component, target, config, invariant, name, params)
     except hypothesis.errors.FlakyFailure as exc:

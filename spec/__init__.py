@@ -1,42 +1,29 @@
-"""lmspec.spec: components, invariants and input strategies, one module per family.
+"""lmspec.spec: components, invariants and input strategies, one module (or package) per family.
 
-`components()` is the registry every consumer (CLI, pytest plugin, docs catalog, tests) reads.
+`components()` is the registry every consumer (CLI, pytest plugin, docs catalog, tests) reads. A component's
+family is where it is declared; the families are imported here, explicitly, in catalog order.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from . import softmax, attention, norms, activations, feedforward, positions  # noqa: F401  (they declare components)
+from . import sampling, decoding, tokenizers, accounting  # noqa: F401
+from .core import REGISTRY, Component, Context, Invariant, Option, Unsupported, Violation, invariant, row
 
-from .core import Component, Context, Invariant, Option, Unsupported, Violation
+__all__ = ["Component", "Context", "Invariant", "Option", "Unsupported", "Violation", "components", "get_component",
+           "invariant", "row", "FAMILIES"]
 
-__all__ = ["Component", "Context", "Invariant", "Option", "Unsupported", "Violation", "components", "get_component"]
-
-
-#: catalog order of the families; a family module added to spec/ and not listed here comes after, by name.
-FAMILY_ORDER = (
-    "softmax", "attention", "attention_variants", "norms", "norms_variants", "activations", "feedforward", "positions",
-    "sampling", "sampling_penalties", "sampling_pipeline", "sampling_samplers", "sampling_metrics", "decoding", "decoding_variants",
-    "decoding_speculative", "tokenizers", "accounting_params", "accounting_flops", "accounting_memory", "accounting_formats",
-)
-
-
-def _family_modules() -> list[str]:
-    found = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
-    listed = [name for name in FAMILY_ORDER if name in found]
-    return listed + sorted(set(found) - set(listed))
+#: catalog order; the same names are the families' modules in reference/ and tests/mutants/.
+FAMILIES = ("softmax", "attention", "norms", "activations", "feedforward", "positions", "sampling", "decoding", "tokenizers",
+            "accounting")
 
 
 def components() -> dict[str, Component]:
-    """Every component, by name, in catalog order: the COMPONENTS of every module in spec/ that has them."""
-    found: dict[str, Component] = {}
-    for name in _family_modules():
-        module = importlib.import_module(f"{__name__}.{name}")
-        for component in getattr(module, "COMPONENTS", ()):
-            if component.name in found:
-                raise RuntimeError(f"duplicate component name {component.name!r}")
-            found[component.name] = component
-    return found
+    """Every component, by name, in catalog order (family order, then declaration order)."""
+    unknown = {c.family for c in REGISTRY.values()} - set(FAMILIES)
+    if unknown:
+        raise RuntimeError(f"components declared outside the families {FAMILIES}: {sorted(unknown)}")
+    return {c.name: c for family in FAMILIES for c in REGISTRY.values() if c.family == family}
 
 
 def get_component(name: str) -> Component:

@@ -68,14 +68,14 @@ class GuardedTarget:
             with time_limit(self.timeout_s):
                 out = self.fn(*args, **kwargs)
         except TargetTimeout:
-            raise Violation(f"{self.name} did not return within {self.timeout_s:g}s (per-example timeout)") from None
+            raise Violation(f"{self.name} did not return within {self.timeout_s:g}s (per-example timeout)", cause="timeout") from None
         except Violation:
             raise
         except Exception as exc:  # any exception of the target is its failure, not the harness's
-            raise Violation(f"{self.name} raised {type(exc).__name__}: {exc}".strip()) from exc
+            raise Violation(f"{self.name} raised {type(exc).__name__}: {exc}".strip(), cause="raised") from exc
         for i, (t, before) in enumerate(zip(inputs, snapshots)):
             if not _same(t.detach(), before):
-                raise Violation(f"{self.name} mutated its input tensor #{i} (shape {tuple(t.shape)}) in place")
+                raise Violation(f"{self.name} mutated its input tensor #{i} (shape {tuple(t.shape)}) in place", cause="mutated_input")
         return out
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from lmspec.conformance import estimate as E
-from lmspec.reference import params as P
+from lmspec.reference.accounting import params as P
 
 from .conftest import REPO
 
@@ -40,7 +40,7 @@ def test_text_output_names_every_convention(capsys):
 def test_numbers_follow_the_reference(capsys):
     code, out, _ = _run("--preset", "gpt2", "--seq-len", "1024", "--batch", "8", "--tokens", "1e9", "--json", capsys=capsys)
     r = json.loads(out)
-    from lmspec.reference import flops as F
+    from lmspec.reference.accounting import flops as F
 
     assert r["flops"]["training_per_step"] == F.megatron_training_flops(8, 1024, 12, 768, 50257)
     assert r["flops"]["forward_per_token"] * 3 == r["flops"]["training_per_token"]

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F_nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from lmspec.reference import flops as F
-from lmspec.reference import params as P
-from lmspec.spec._accounting_models import hf_model, measured_flops
+from lmspec.reference.accounting import flops as F
+from lmspec.reference.accounting import params as P
+from lmspec.spec.accounting.models import hf_model, measured_flops
 
 pytest.importorskip("transformers")
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from lmspec.reference import formats as N
+from lmspec.reference.accounting import formats as N
 
 from .conftest import check
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F_nn
 
-from lmspec.reference import memory as M
-from lmspec.reference import params as P
+from lmspec.reference.accounting import memory as M
+from lmspec.reference.accounting import params as P
 
 
 def test_zero_paper_example():

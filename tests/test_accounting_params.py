@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from lmspec.reference import params as P
+from lmspec.reference.accounting import params as P
 
 from .conftest import check
 

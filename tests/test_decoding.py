@@ -12,9 +12,9 @@ import torch
 
 from lmspec.conformance.loading import load_target
 from lmspec.conformance.runner import RunConfig, Result, run_component, run_invariant
-from lmspec.reference import decoding as dec
-from lmspec.reference import decoding_variants as variants
-from lmspec.reference import speculative as spec
+from lmspec.reference.decoding import search as dec
+from lmspec.reference.decoding import variants as variants
+from lmspec.reference.decoding import speculative as spec
 from lmspec.spec import get_component
 
 transformers = pytest.importorskip("transformers")
@@ -159,7 +159,7 @@ def test_dola_candidate_layers_rule():
 def test_dola_layer_selection_option():
     """transformers 4.x chooses one premature layer for the whole batch: it conforms under layer_selection=batch_mean
     and fails the paper's per-row rule."""
-    batch_mean = "lmspec.reference.decoding_variants:dola_logits_batch_mean"
+    batch_mean = "lmspec.reference.decoding.variants:dola_logits_batch_mean"
     assert_conforms(run("dola_logits", batch_mean, config=dataclasses.replace(CONFIG, options={"layer_selection": "batch_mean"})))
     component = get_component("dola_logits")
     witness = {"B": 2, "C": 2, "V": 5, "seed": 3, "relative_top": 0.1, "pattern": "normal"}
@@ -178,7 +178,7 @@ def test_toy_model_logits_are_float32_values():
 def test_beam_pad_zero_is_replaced_by_eos_in_transformers():
     """transformers' beam search fills with `pad_token_id or eos_token_id`, so pad id 0 (falsy) is replaced by EOS;
     lmspec's strategies therefore never use pad id 0 (docs/conventions.md)."""
-    from lmspec.conformance.adapters_decoding import callable_lm
+    from lmspec.conformance.adapters.decoding import callable_lm
 
     model = dec.ToyLM(4, 1, eos_token_id=3, eos_bias=3.0)
     ids = torch.tensor([[1, 2]])

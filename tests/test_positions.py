@@ -46,7 +46,7 @@ def test_hf_llama3_frequencies_come_from_rope_init_functions():
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, _compute_llama3_parameters
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-    from lmspec.conformance.adapters_positions import _llama_like_config
+    from lmspec.conformance.adapters.positions import _llama_like_config
 
     params = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
               "original_max_position_embeddings": 64}

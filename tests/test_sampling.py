@@ -13,7 +13,7 @@ import torch
 from lmspec.conformance.loading import load_target
 from lmspec.conformance.runner import RunConfig, Result, run_component, run_invariant
 from lmspec.spec import get_component
-from lmspec.spec.sampling_samplers import chi_square_pvalue, chi_square_test
+from lmspec.spec.sampling.samplers import chi_square_pvalue, chi_square_test
 
 EXAMPLES = 6
 CONFIG = RunConfig(profile="ci", max_examples=EXAMPLES)

@@ -1,5 +1,5 @@
 """Hugging Face tokenizers, tiktoken and sentencepiece checked against the tokenizer components through
-their adapters (conformance/adapters_tokenizers.py). Every invariant passes or is declared unsupported; each
+their adapters (conformance/adapters/tokenizers.py). Every invariant passes or is declared unsupported; each
 declaration and each documented difference (docs/conventions.md, "Tokenizers") is shown to be real: without
 it the check fails."""
 
@@ -78,6 +78,6 @@ def test_cli_catches_a_special_token_splitting_tokenizer_and_replays_it():
     again = run_cli("check", "bpe_tokenizer", "--target", mutant, "--invariant", "bpe_tokenizer.special_tokens.atomic",
                     "--replay", replay)
     assert again.returncode == 1 and "1 examples" in again.stdout
-    fixed = run_cli("check", "bpe_tokenizer", "--target", "lmspec.reference.bpe:Tokenizer", "--invariant",
+    fixed = run_cli("check", "bpe_tokenizer", "--target", "lmspec.reference.tokenizers.bpe:Tokenizer", "--invariant",
                     "bpe_tokenizer.special_tokens.atomic", "--replay", replay)
     assert fixed.returncode == 0, fixed.stdout

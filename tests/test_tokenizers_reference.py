@@ -1,4 +1,4 @@
-"""The tokenizer references train, encode, decode, stream, save and load as documented (reference/bpe.py,
+"""The tokenizer references train, encode, decode, stream, save and load as documented (reference/tokenizers/bpe.py,
 gpt2_tokenizer.py, wordpiece.py, unigram.py, baseline_tokenizers.py). The invariants run against them in
 tests/test_reference_conforms.py; these tests pin the concrete behaviour: known merges, tie-breaks, file
 formats, laziness of streaming, and the textbook examples."""
@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmspec.reference import baseline_tokenizers as base
-from lmspec.reference import bpe, unigram, wordpiece
-from lmspec.reference.gpt2_tokenizer import bytes_to_unicode, from_gpt2_files, read_gpt2_files, write_gpt2_files
-from lmspec.reference.pretokenize import GPT2_REGEX, Splitter, valid_unicode
-from lmspec.spec._tokenizer_inputs import corpus, unicode_text
+from lmspec.reference.tokenizers import baselines as base
+from lmspec.reference.tokenizers import bpe, unigram, wordpiece
+from lmspec.reference.tokenizers.gpt2 import bytes_to_unicode, from_gpt2_files, read_gpt2_files, write_gpt2_files
+from lmspec.reference.tokenizers.pretokenize import GPT2_REGEX, Splitter, valid_unicode
+from lmspec.spec.tokenizers.inputs import corpus, unicode_text
 
 EOT = "<|endoftext|>"
 

@@ -4,10 +4,10 @@ import math
 
 import torch
 
-from lmspec.reference import flops as F
-from lmspec.reference import formats as N
-from lmspec.reference import memory as M
-from lmspec.reference import params as P
+from lmspec.reference.accounting import flops as F
+from lmspec.reference.accounting import formats as N
+from lmspec.reference.accounting import memory as M
+from lmspec.reference.accounting import params as P
 from lmspec.reference.attention import kv_cache_bytes as _kv_cache_bytes
 
 # --- parameters -----------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 import torch
 
-from lmspec.reference import decoding as ref
-from lmspec.reference import decoding_variants as variants
-from lmspec.reference import speculative as spec
+from lmspec.reference.decoding import search as ref
+from lmspec.reference.decoding import variants as variants
+from lmspec.reference.decoding import speculative as spec
 
 
 # --- greedy and sampling -------------------------------------------------------------------------------------

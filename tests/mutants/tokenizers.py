@@ -9,9 +9,9 @@ from pathlib import Path
 
 import regex
 
-from lmspec.reference import bpe, unigram, wordpiece
-from lmspec.reference.gpt2_tokenizer import bytes_to_unicode, read_gpt2_files
-from lmspec.reference.pretokenize import Splitter
+from lmspec.reference.tokenizers import bpe, unigram, wordpiece
+from lmspec.reference.tokenizers.gpt2 import bytes_to_unicode, read_gpt2_files
+from lmspec.reference.tokenizers.pretokenize import Splitter
 
 _CALLS = itertools.count()  # state shared between calls: the nondeterminism bugs (each call differs from the last)
 
@@ -546,3 +546,6 @@ CAUGHT = [
     ("unigram_tokenizer", "UnigramSamplingIgnoresAlpha", {"unigram_tokenizer.sampling.distribution"}),
     ("unigram_tokenizer", "UnigramUnknownsNotFused", {"unigram_tokenizer.viterbi.matches_reference"}),
 ]
+
+# mutants whose bug shows as an exception on a valid input (tests/test_mutants.py expects cause "raised")
+RAISES = {"SurrogatesRaise", "gpt2_surrogates_raise"}

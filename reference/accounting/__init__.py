@@ -1,0 +1,1 @@
+"""Resource accounting references: parameter counts, FLOPs, memory, number formats."""

@@ -1,0 +1,1 @@
+"""Decoding references: greedy, sampling and beam search (search), their variants, speculative decoding."""

@@ -1,0 +1,183 @@
+"""Entropy, cross-entropy and perplexity, in nats: perplexity = exp(mean cross-entropy); uniform logits give log V."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from hypothesis import strategies as st
+
+from ...reference import sampling as ref
+from ..checks import PROPERTY_ULPS, assert_close, differential, to64
+from ..core import Component, Context, Invariant
+from ..guard import expect_tensor
+from .processors import logits, logits_examples, token_ids
+
+SHANNON = "Shannon 1948, A Mathematical Theory of Communication, sec. 6"
+TORCH_CE = "torch.nn.functional.cross_entropy (reduction='mean')"
+JELINEK = "Jelinek et al. 1977, Perplexity - a measure of the difficulty of speech recognition tasks; Jurafsky & Martin, SLP3 ch. 3.3"
+
+
+@st.composite
+def _masked_examples(draw) -> dict:
+    p = draw(logits_examples())
+    p["masked"] = draw(st.integers(0, 3))
+    return p
+
+
+def _masked_logits(ctx: Context, p: dict) -> torch.Tensor:
+    """Logits with some entries -inf (already filtered tokens), never a whole row."""
+    x = logits(ctx, p)
+    if p["masked"]:
+        gen = torch.Generator().manual_seed(p["seed"] + 5)
+        masked = torch.rand(x.shape, generator=gen) < p["masked"] / 5
+        masked[:, 0] = False
+        x = x.masked_fill(masked.to(x.device), float("-inf"))
+    return x
+
+
+def _check_entropy_reference(ctx: Context, p: dict) -> None:
+    differential(ctx, ref.entropy, _masked_logits(ctx, p))
+
+
+def _scalar_slack(ctx: Context, scale: float) -> float:
+    return PROPERTY_ULPS * torch.finfo(ctx.dtype).eps * max(1.0, scale)
+
+
+def _check_entropy_uniform(ctx: Context, p: dict) -> None:
+    for value in (-3.0, 0.0, 2.5, 100.0):
+        x = torch.full((p["B"], p["V"]), value, dtype=ctx.dtype, device=ctx.device)
+        h = to64(expect_tensor(ctx.target(x), (p["B"],), ctx.dtype, ctx.device))
+        worst = float((h - math.log(p["V"])).abs().max())
+        if worst > _scalar_slack(ctx, math.log(p["V"])):
+            ctx.fail(f"entropy of {p['V']} equal logits ({value}) is {float(h[0]):.6g}, expected log V = {math.log(p['V']):.6g} nats",
+                     max_abs=worst)
+
+
+def _check_entropy_range(ctx: Context, p: dict) -> None:
+    x = _masked_logits(ctx, p)
+    h = to64(expect_tensor(ctx.target(x), (p["B"],), ctx.dtype, ctx.device))
+    support = torch.isfinite(to64(x)).sum(-1).to(torch.float64)
+    slack = _scalar_slack(ctx, float(support.log().max()))
+    if (h < -slack).any() or (h > support.log() + slack).any():
+        b = int(((h < -slack) | (h > support.log() + slack)).nonzero()[0])
+        ctx.fail(f"row {b}: entropy {float(h[b]):.6g} outside [0, log {int(support[b])}] (tokens with -inf logits have no mass)", row=b)
+    finite_only = x[:1][torch.isfinite(x[:1])].reshape(1, -1)
+    assert_close(ctx, h[:1], to64(expect_tensor(ctx.target(finite_only), (1,), ctx.dtype, ctx.device)),
+                 "entropy with -inf tokens vs entropy of the finite tokens alone", ulps=PROPERTY_ULPS * max(1.0, math.log(p["V"])))
+
+
+ENTROPY = Component(
+    name="entropy",
+    family="sampling",
+    signature="entropy(logits: Float[*B, V]) -> Float[*B]  (nats, of softmax(logits); -inf logits have no mass)",
+    summary="Shannon entropy of softmax(logits) in nats.",
+    reference=ref.entropy,
+    invariants=(
+        Invariant("entropy.reference.matches", "H = -sum p log p of softmax(logits), 0 log 0 = 0, within the tolerance policy.",
+                  SHANNON, "differential", _masked_examples(), _check_entropy_reference),
+        Invariant("entropy.uniform.log_vocab", "V equal logits (any value) give entropy log V nats.", SHANNON, "property",
+                  logits_examples(), _check_entropy_uniform),
+        Invariant("entropy.range.zero_to_log_support",
+                  "0 <= H <= log(number of finite logits), and tokens with -inf logits change nothing.", SHANNON, "property",
+                  _masked_examples(), _check_entropy_range),
+    ),
+)
+
+
+@st.composite
+def _ce_examples(draw) -> dict:
+    p = draw(logits_examples(max_batch=8))
+    p["split"] = draw(st.integers(1, 7))
+    return p
+
+
+def _targets(ctx: Context, p: dict, rows: int | None = None) -> torch.Tensor:
+    return token_ids({**p, "B": 1}, rows or p["B"], p["V"], 3, ctx.device)[0]
+
+
+def _check_ce_reference(ctx: Context, p: dict) -> None:
+    differential(ctx, ref.cross_entropy, logits(ctx, p), _targets(ctx, p))
+
+
+def _check_uniform(ctx: Context, p: dict, expected: float, what: str) -> None:
+    for value in (-2.0, 0.0, 50.0):
+        x = torch.full((p["B"], p["V"]), value, dtype=ctx.dtype, device=ctx.device)
+        got = float(to64(expect_tensor(ctx.target(x, _targets(ctx, p)), (), ctx.dtype, ctx.device)))
+        if abs(got - expected) > _scalar_slack(ctx, expected):
+            ctx.fail(f"{what} of uniform logits over V = {p['V']} is {got:.6g}, expected {expected:.6g}", value=got)
+
+
+def _check_ce_uniform(ctx: Context, p: dict) -> None:
+    _check_uniform(ctx, p, math.log(p["V"]), "cross-entropy (nats)")
+
+
+def _split(ctx: Context, p: dict):
+    """Logits and targets of n rows, and the same split into a first part of `split` rows and the rest."""
+    n = max(p["B"], 2)
+    x = logits(ctx, {**p, "B": n})
+    t = _targets(ctx, p, n)
+    k = 1 + (p["split"] - 1) % (n - 1)
+    return x, t, k, n
+
+
+def _check_ce_mean(ctx: Context, p: dict) -> None:
+    x, t, k, n = _split(ctx, p)
+    whole, first, rest = (to64(expect_tensor(ctx.target(a, b), (), ctx.dtype, ctx.device))
+                          for a, b in ((x, t), (x[:k], t[:k]), (x[k:], t[k:])))
+    assert_close(ctx, whole, (k * first + (n - k) * rest) / n, f"cross-entropy of {n} rows vs the row-weighted mean of its parts ({k} + {n - k})")
+
+
+CROSS_ENTROPY = Component(
+    name="cross_entropy",
+    family="sampling",
+    signature="cross_entropy(input: Float[N, V], target: Int[N]) -> Float[]  (torch.nn.functional.cross_entropy, mean over rows)",
+    summary="Mean over rows of -log softmax(input)[target], in nats.",
+    reference=ref.cross_entropy,
+    invariants=(
+        Invariant("cross_entropy.reference.matches", "mean(-log softmax(input)[target]) within the tolerance policy.", TORCH_CE,
+                  "differential", _ce_examples(), _check_ce_reference),
+        Invariant("cross_entropy.uniform.log_vocab", "Uniform logits give log V nats whatever the targets.", TORCH_CE, "property",
+                  _ce_examples(), _check_ce_uniform),
+        Invariant("cross_entropy.reduction.mean_over_rows",
+                  "The loss of n rows is the mean of the per-row losses: the row-weighted mean of the losses of any split.",
+                  TORCH_CE, "property", _ce_examples(), _check_ce_mean),
+    ),
+)
+
+
+def _check_ppl_reference(ctx: Context, p: dict) -> None:
+    differential(ctx, ref.perplexity, logits(ctx, p, "normal"), _targets(ctx, p))
+
+
+def _check_ppl_uniform(ctx: Context, p: dict) -> None:
+    _check_uniform(ctx, p, float(p["V"]), "perplexity")
+
+
+def _check_ppl_geometric(ctx: Context, p: dict) -> None:
+    x, t, k, n = _split(ctx, p)
+    x = logits(ctx, {**p, "B": n}, "normal")
+    whole, first, rest = (to64(expect_tensor(ctx.target(a, b), (), ctx.dtype, ctx.device))
+                          for a, b in ((x, t), (x[:k], t[:k]), (x[k:], t[k:])))
+    expected = first ** (k / n) * rest ** ((n - k) / n)
+    assert_close(ctx, whole, expected, f"perplexity of {n} rows vs the weighted geometric mean of its parts ({k} + {n - k})",
+                 ulps=PROPERTY_ULPS * 4)
+
+
+PERPLEXITY = Component(
+    name="perplexity",
+    family="sampling",
+    signature="perplexity(logits: Float[N, V], target: Int[N]) -> Float[]",
+    summary="exp(mean cross-entropy): the exponential of the mean, not the mean of exponentials.",
+    reference=ref.perplexity,
+    invariants=(
+        Invariant("perplexity.reference.matches", "perplexity = exp(mean cross-entropy in nats) within the tolerance policy.",
+                  JELINEK, "differential", _ce_examples(), _check_ppl_reference),
+        Invariant("perplexity.uniform.vocab", "Uniform logits give perplexity V.", JELINEK, "property", _ce_examples(), _check_ppl_uniform),
+        Invariant("perplexity.geometric_mean",
+                  "The perplexity of n rows is the row-weighted geometric mean of the perplexities of any split "
+                  "(exp of a mean, not a mean of exps).", JELINEK, "property", _ce_examples(), _check_ppl_geometric),
+    ),
+)
+
+COMPONENTS = (ENTROPY, CROSS_ENTROPY, PERPLEXITY)
