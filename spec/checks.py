@@ -1,5 +1,16 @@
-"""Assertions shared by invariants: differential against the float64 reference, and closeness of two
-outputs of the same target (for properties that need no reference)."""
+"""The assertion vocabulary every check speaks (compare torch/testing/_comparison.py, array-api-tests'
+pytest_helpers.py). Each reports through `ctx.fail` with one message format whose numbers carry enough digits to
+tell the two values apart (`show`):
+
+- `call(ctx, shape, *args)`: call the target, expecting a finite tensor of `shape` in the dtype and on the device
+  under test (`expect_tensor` for any other expectation);
+- `differential(ctx, reference, *args)` and `assert_matches(ctx, out, ref64, ref_lowp)`: the tolerance policy
+  (spec/tolerance.py) against the float64 reference;
+- `assert_agree(ctx, a, b, what)`: two outputs of the target that are equal in exact arithmetic agree up to
+  rounding (properties that need no reference);
+- `assert_equal(ctx, actual, expected, what)`: exact equality of tensors, sequences or scalars;
+- `assert_within(ctx, value, expected, allowed, what)`: a scalar within an allowed distance of its expectation.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +18,11 @@ from typing import Any, Callable
 
 import torch
 
-from .core import Context, Violation
+from .core import Context
 from .guard import expect_tensor
+
+__all__ = ["PROPERTY_ULPS", "assert_agree", "assert_equal", "assert_matches", "assert_within", "call", "differential",
+           "expect_tensor", "reference_pair", "show", "to64"]
 from .tolerance import DEFAULT_FACTOR, FLOAT64_WITNESS_ULPS, ErrorStats, compare, eps
 
 #: two outputs of the target that must agree exactly in real arithmetic may differ by this many eps of
@@ -87,10 +101,11 @@ def assert_matches(
     stats = compare(out, ref64, ref_lowp, ctx.dtype, factor=factor)
     ctx.errors.append(stats)
     if not stats.ok:
-        raise Violation(
+        got, want = show(stats.target_value, stats.reference_value)
+        ctx.fail(
             f"{what} differs from the float64 reference by {stats.max_abs:.3g} "
-            f"({stats.max_eps:.1f} eps of {ctx.dtype}) at index {stats.worst_index}: target {stats.target_value:.6g}, "
-            f"reference {stats.reference_value:.6g}; allowed {stats.allowed:.3g} = {factor:g} x the reference's own "
+            f"({stats.max_eps:.1f} eps of {ctx.dtype}) at index {stats.worst_index}: target {got}, "
+            f"reference {want}; allowed {stats.allowed:.3g} = {factor:g} x the reference's own "
             f"{ctx.dtype} error {stats.reference_error:.3g} + floor",
             **stats.as_dict(),
         )
@@ -104,11 +119,11 @@ def differential(ctx: Context, reference: Callable, *args: Any, factor: float = 
     return assert_matches(ctx, out, ref64, ref_lowp, factor=factor)
 
 
-def assert_close(ctx: Context, a: torch.Tensor, b: torch.Tensor, what: str, ulps: float = PROPERTY_ULPS) -> None:
-    """Two outputs of the target that must be equal in exact arithmetic agree up to rounding."""
+def assert_agree(ctx: Context, a: torch.Tensor, b: torch.Tensor, what: str, ulps: float = PROPERTY_ULPS) -> None:
+    """Two outputs of the target that must be equal in exact arithmetic agree up to `ulps` eps of their scale."""
     a64, b64 = to64(a), to64(b)
     if a64.shape != b64.shape:
-        raise Violation(f"{what}: shapes differ, {tuple(a64.shape)} vs {tuple(b64.shape)}")
+        ctx.fail(f"{what}: shapes differ, {tuple(a64.shape)} vs {tuple(b64.shape)}")
     both_nan = a64.isnan() & b64.isnan()
     diff = torch.where(both_nan, torch.zeros_like(a64), (a64 - b64).abs())
     diff = torch.nan_to_num(diff, nan=float("inf"))
@@ -118,10 +133,70 @@ def assert_close(ctx: Context, a: torch.Tensor, b: torch.Tensor, what: str, ulps
     worst = float(diff.max()) if diff.numel() else 0.0
     if worst > allowed:
         idx = [int(i) for i in torch.unravel_index(diff.argmax(), diff.shape)] if diff.dim() else []
-        raise Violation(
-            f"{what}: differ by {worst:.3g} at index {idx} ({float(a64[tuple(idx)]):.6g} vs {float(b64[tuple(idx)]):.6g}); "
-            f"allowed {allowed:.3g} ({ulps:g} eps of {ctx.dtype} at scale {scale:.3g})",
-            index=idx,
-            max_abs=worst,
-            allowed=allowed,
-        )
+        x, y = show(float(a64[tuple(idx)]), float(b64[tuple(idx)]))
+        ctx.fail(f"{what}: {x} vs {y} at index {idx}, differ by {worst:.3g}; allowed {allowed:.3g} "
+                 f"({ulps:g} eps of {ctx.dtype} at scale {scale:.3g})", index=idx, max_abs=worst, allowed=allowed)
+
+
+def call(ctx: Context, shape: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """The target's output on these arguments, which must be a finite tensor of `shape` in the dtype and on the
+    device under test."""
+    return expect_tensor(ctx.target(*args, **kwargs), tuple(shape), ctx.dtype, ctx.device)
+
+
+def show(*values: Any) -> tuple[str, ...] | str:
+    """Values formatted with as many significant digits as it takes to tell them apart (up to float64's 17):
+    "0.6931471805599453 vs 0.6931471805599454", never "0.693147 vs 0.693147". One value: its shortest repr."""
+    if len(values) == 1:
+        v = values[0]
+        return repr(float(v)) if isinstance(v, float) else repr(v)
+    floats = [isinstance(v, float) for v in values]
+    if not all(floats):
+        return tuple(repr(v) for v in values)
+    for digits in range(6, 18):
+        texts = tuple(f"{v:.{digits}g}" for v in values)
+        if len(set(texts)) == len(set(values)):
+            return texts
+    return tuple(repr(v) for v in values)
+
+
+def _first_difference(actual: Any, expected: Any) -> tuple[list[int] | int | None, Any, Any]:
+    if isinstance(actual, torch.Tensor) and isinstance(expected, torch.Tensor):
+        if actual.shape != expected.shape:
+            return None, tuple(actual.shape), tuple(expected.shape)
+        a, e = actual.detach().cpu(), expected.detach().cpu().to(a.dtype) if actual.dtype != expected.dtype else expected.detach().cpu()
+        differ = ~((a == e) | (a.isnan() & e.isnan())) if a.is_floating_point() else a != e
+        if not bool(differ.any()):
+            return [], None, None
+        idx = [int(i) for i in differ.nonzero()[0]] if differ.dim() else []
+        return idx, a[tuple(idx)].item(), e[tuple(idx)].item()
+    if isinstance(actual, (list, tuple)) and isinstance(expected, (list, tuple)):
+        for i, (x, y) in enumerate(zip(actual, expected)):
+            if x != y:
+                return i, x, y
+        if len(actual) != len(expected):
+            return min(len(actual), len(expected)), f"length {len(actual)}", f"length {len(expected)}"
+        return [], None, None
+    return ([], None, None) if actual == expected else (None, actual, expected)
+
+
+def assert_equal(ctx: Context, actual: Any, expected: Any, what: str) -> None:
+    """Exact equality (bitwise for tensors, NaN equal to NaN; element by element for sequences), reporting the
+    first index where they differ."""
+    if isinstance(actual, torch.Tensor) and isinstance(expected, torch.Tensor) and actual.dtype != expected.dtype:
+        ctx.fail(f"{what}: dtype {actual.dtype}, expected {expected.dtype}")
+    index, got, want = _first_difference(actual, expected)
+    if index == [] and got is None:
+        return
+    x, y = show(got, want)
+    where = "" if index is None else f" at index {index}"
+    ctx.fail(f"{what}: {x}, expected {y}{where}", index=index)
+
+
+def assert_within(ctx: Context, value: float, expected: float, allowed: float, what: str) -> None:
+    """|value - expected| <= allowed (NaN never is)."""
+    off = abs(float(value) - float(expected))
+    if not off <= allowed:
+        x, y = show(float(value), float(expected))
+        ctx.fail(f"{what}: {x}, expected {y} (off by {off:.3g}, allowed {allowed:.3g})", value=float(value),
+                 expected=float(expected), max_abs=off, allowed=allowed)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ..reference import feedforward as ref
 from ..reference.norms import layer_norm, rms_norm
-from .checks import assert_close, differential, reference_pair, assert_matches, to64
+from .checks import assert_agree, differential, reference_pair, assert_matches, to64
 from .core import Component, Context, Invariant
 from .guard import expect_tensor
 from .strategies import layouts, materialize, patterns, seeds, sizes
@@ -78,7 +78,7 @@ def _check_linear_in_up(ctx: Context, p: dict) -> None:
     shape = tuple(x.shape)
     plain = to64(expect_tensor(ctx.target(x, wg, wu, wd, **kw), shape, ctx.dtype, ctx.device))
     scaled = expect_tensor(ctx.target(x, wg, wu * p["c"], wd, **kw), shape, ctx.dtype, ctx.device)
-    assert_close(ctx, scaled, plain * p["c"], f"output with w_up scaled by {p['c']:g} vs {p['c']:g} x output: the up projection "
+    assert_agree(ctx, scaled, plain * p["c"], f"output with w_up scaled by {p['c']:g} vs {p['c']:g} x output: the up projection "
                  "must enter linearly (the activation goes on the gate)")
 
 
@@ -142,7 +142,7 @@ def _check_ffn_output_bias(ctx: Context, p: dict) -> None:
     shape = tuple(x.shape)
     without = to64(expect_tensor(ctx.target(x, w_in, w_out, b_in, None, activation=p["activation"]), shape, ctx.dtype, ctx.device))
     with_bias = expect_tensor(ctx.target(x, w_in, w_out, b_in, b_out, activation=p["activation"]), shape, ctx.dtype, ctx.device)
-    assert_close(ctx, with_bias, without + to64(b_out), "FFN with b_out vs FFN without it plus b_out")
+    assert_agree(ctx, with_bias, without + to64(b_out), "FFN with b_out vs FFN without it plus b_out")
 
 
 def _check_ffn_no_bias_is_zero_bias(ctx: Context, p: dict) -> None:
@@ -151,7 +151,7 @@ def _check_ffn_no_bias_is_zero_bias(ctx: Context, p: dict) -> None:
     zeros_in, zeros_out = torch.zeros(p["F"], dtype=ctx.dtype, device=ctx.device), torch.zeros(p["D"], dtype=ctx.dtype, device=ctx.device)
     none = expect_tensor(ctx.target(x, w_in, w_out, activation=p["activation"]), shape, ctx.dtype, ctx.device)
     zero = expect_tensor(ctx.target(x, w_in, w_out, zeros_in, zeros_out, activation=p["activation"]), shape, ctx.dtype, ctx.device)
-    assert_close(ctx, none, zero, "FFN without biases (Llama-style) vs FFN with zero biases (GPT-2-style)")
+    assert_agree(ctx, none, zero, "FFN without biases (Llama-style) vs FFN with zero biases (GPT-2-style)")
 
 
 FEED_FORWARD = Component(
@@ -307,7 +307,7 @@ def _check_parallel_additive(ctx: Context, p: dict) -> None:
     both = _block(ctx, x, attention, mlp, n1, n2, True)
     only_a = to64(_block(ctx, x, attention, torch.zeros_like, n1, n2, True))
     only_m = to64(_block(ctx, x, torch.zeros_like, mlp, n1, n2, True))
-    assert_close(ctx, both, only_a + only_m - to64(x), "parallel block vs (attention-only block) + (MLP-only block) - x: the MLP must "
+    assert_agree(ctx, both, only_a + only_m - to64(x), "parallel block vs (attention-only block) + (MLP-only block) - x: the MLP must "
                  "read the block input, not the attention output")
 
 
@@ -318,7 +318,7 @@ def _check_serial_composition(ctx: Context, p: dict) -> None:
     h = x + attention(n1(x))
     a = _block(ctx, x, attention, mlp, n1, n2, False)
     b = _block(ctx, h, torch.zeros_like, mlp, n1, n2, False)
-    assert_close(ctx, a, b, "serial block vs the block with zero attention applied to h = x + attention(n1(x)): the MLP must read h")
+    assert_agree(ctx, a, b, "serial block vs the block with zero attention applied to h = x + attention(n1(x)): the MLP must read h")
 
 
 def _check_zero_identity(ctx: Context, p: dict) -> None:

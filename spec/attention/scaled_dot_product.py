@@ -12,7 +12,7 @@ import torch
 from hypothesis import strategies as st
 
 from ...reference import attention as ref
-from ..checks import PROPERTY_ULPS, assert_close, differential, to64
+from ..checks import PROPERTY_ULPS, assert_agree, differential, to64
 from ..core import Component, Context, Invariant, Option
 from ..guard import expect_tensor
 from ..strategies import layouts, materialize, patterns, seeds, sizes
@@ -138,7 +138,7 @@ def _check_default_scale(ctx: Context, p: dict) -> None:
     explicit = expect_tensor(
         ctx.target(q * 2, k, v, is_causal=p["causal"], scale=1.0 / (2 * math.sqrt(q.shape[-1]))), shape, ctx.dtype, ctx.device
     )
-    assert_close(ctx, default, explicit, "attention(q) with the default scale vs attention(2q, scale=1/(2 sqrt(E)))")
+    assert_agree(ctx, default, explicit, "attention(q) with the default scale vs attention(2q, scale=1/(2 sqrt(E)))")
 
 
 @st.composite
@@ -181,7 +181,7 @@ def _check_bool_equals_additive(ctx: Context, p: dict) -> None:
     shape = output_shape(q, v)
     a = expect_tensor(ctx.target(q, k, v, attn_mask=keep), shape, ctx.dtype, ctx.device)
     b = expect_tensor(ctx.target(q, k, v, attn_mask=additive), shape, ctx.dtype, ctx.device)
-    assert_close(ctx, a, b, "boolean mask vs the additive 0/-inf mask")
+    assert_agree(ctx, a, b, "boolean mask vs the additive 0/-inf mask")
 
 
 def _check_fully_masked(ctx: Context, p: dict) -> None:
@@ -219,7 +219,7 @@ def _check_future_independence(ctx: Context, p: dict) -> None:
     allowed = ref.causal_mask(p["Lq"], p["Lk"], alignment(ctx))
     blind = ~allowed[:, cut + 1 :].any(-1)  # queries that see nothing after `cut`
     if blind.any():
-        assert_close(ctx, a[..., blind, :], b[..., blind, :], f"outputs of queries that only see keys <= {cut}")
+        assert_agree(ctx, a[..., blind, :], b[..., blind, :], f"outputs of queries that only see keys <= {cut}")
 
 
 def _check_convex(ctx: Context, p: dict) -> None:
@@ -246,7 +246,7 @@ def _check_permutation(ctx: Context, p: dict) -> None:
     shape = output_shape(q, v)
     a = expect_tensor(ctx.target(q, k, v, scale=p["scale"]), shape, ctx.dtype, ctx.device)
     b = expect_tensor(ctx.target(q, k[..., perm, :], v[..., perm, :], scale=p["scale"]), shape, ctx.dtype, ctx.device)
-    assert_close(ctx, a, b, "unmasked output before and after permuting keys and values together")
+    assert_agree(ctx, a, b, "unmasked output before and after permuting keys and values together")
 
 
 def _check_gqa_reference(ctx: Context, p: dict) -> None:
@@ -262,7 +262,7 @@ def _check_gqa_repeat(ctx: Context, p: dict) -> None:
     repeated = expect_tensor(
         ctx.target(q, k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1), is_causal=p["causal"]), shape, ctx.dtype, ctx.device
     )
-    assert_close(ctx, grouped, repeated, f"GQA ({p['Hkv']} KV heads, groups of {g}) vs MHA with KV heads repeat_interleave'd")
+    assert_agree(ctx, grouped, repeated, f"GQA ({p['Hkv']} KV heads, groups of {g}) vs MHA with KV heads repeat_interleave'd")
 
 
 def _check_dropout_zero(ctx: Context, p: dict) -> None:

@@ -14,7 +14,7 @@ from .scaled_dot_product import (
     probe_weights,
     qkv,
 )
-from ..checks import assert_close, assert_matches, differential, reference_pair, to64
+from ..checks import assert_agree, assert_matches, differential, reference_pair, to64
 from ..core import Component, Context, Invariant, Violation
 from ..guard import expect_tensor
 from ..strategies import layouts, materialize, seeds, sizes
@@ -79,7 +79,7 @@ def _check_mha_decompose(ctx: Context, p: dict) -> None:
         head = ctx.target(x, w_q[i * e : (i + 1) * e], w_k[kv * e : (kv + 1) * e], w_v[kv * ev : (kv + 1) * ev],
                           w_o[:, i * ev : (i + 1) * ev], 1, 1, p["causal"])
         parts.append(to64(expect_tensor(head, shape, ctx.dtype, ctx.device)))
-    assert_close(ctx, full, torch.stack(parts).sum(0), "fused multi-head output vs the sum of per-head single-head outputs")
+    assert_agree(ctx, full, torch.stack(parts).sum(0), "fused multi-head output vs the sum of per-head single-head outputs")
 
 
 def _check_mha_repeat(ctx: Context, p: dict) -> None:
@@ -89,7 +89,7 @@ def _check_mha_repeat(ctx: Context, p: dict) -> None:
     shape = tuple(x.shape)
     grouped = expect_tensor(ctx.target(x, w_q, w_k, w_v, w_o, p["H"], p["Hkv"], p["causal"]), shape, ctx.dtype, ctx.device)
     repeated = expect_tensor(ctx.target(x, w_q, rep(w_k, e), rep(w_v, ev), w_o, p["H"], p["H"], p["causal"]), shape, ctx.dtype, ctx.device)
-    assert_close(ctx, grouped, repeated, f"GQA with {p['Hkv']} KV heads vs MHA with KV weights repeated per group")
+    assert_agree(ctx, grouped, repeated, f"GQA with {p['Hkv']} KV heads vs MHA with KV weights repeated per group")
 
 
 def _check_mha_future(ctx: Context, p: dict) -> None:
@@ -100,7 +100,7 @@ def _check_mha_future(ctx: Context, p: dict) -> None:
     shape = tuple(x.shape)
     a = expect_tensor(ctx.target(x, w_q, w_k, w_v, w_o, p["H"], p["Hkv"], True), shape, ctx.dtype, ctx.device)
     b = expect_tensor(ctx.target(x2, w_q, w_k, w_v, w_o, p["H"], p["Hkv"], True), shape, ctx.dtype, ctx.device)
-    assert_close(ctx, a[:, : cut + 1], b[:, : cut + 1], f"causal outputs up to position {cut} after changing later tokens")
+    assert_agree(ctx, a[:, : cut + 1], b[:, : cut + 1], f"causal outputs up to position {cut} after changing later tokens")
 
 
 MULTI_HEAD = Component(
@@ -324,7 +324,7 @@ def _check_mla_future(ctx: Context, p: dict) -> None:
     shape = tuple(args[0].shape)
     a = expect_tensor(ctx.target(*args), shape, ctx.dtype, ctx.device)
     b = expect_tensor(ctx.target(x2, *args[1:]), shape, ctx.dtype, ctx.device)
-    assert_close(ctx, a[:, : cut + 1], b[:, : cut + 1], f"MLA outputs up to position {cut} after changing later tokens")
+    assert_agree(ctx, a[:, : cut + 1], b[:, : cut + 1], f"MLA outputs up to position {cut} after changing later tokens")
 
 
 def _check_mla_identical_heads(ctx: Context, p: dict) -> None:
@@ -336,7 +336,7 @@ def _check_mla_identical_heads(ctx: Context, p: dict) -> None:
     shape = tuple(x.shape)
     many = expect_tensor(ctx.target(x, w_dkv, w_uk, w_uv, w_q, w_qr, w_kr, w_o, h), shape, ctx.dtype, ctx.device)
     one = expect_tensor(ctx.target(x, w_dkv, w_uk[:e], w_uv[:ev], w_q[:e], w_qr[:er], w_kr, w_o_one, 1), shape, ctx.dtype, ctx.device)
-    assert_close(ctx, many, one, f"{h} identical heads vs one head with the summed output projection")
+    assert_agree(ctx, many, one, f"{h} identical heads vs one head with the summed output projection")
 
 
 MLA = Component(

@@ -7,7 +7,7 @@ import torch
 from hypothesis import strategies as st
 
 from ...reference.decoding import variants as ref
-from ..checks import assert_close, assert_matches, reference_pair, to64
+from ..checks import assert_agree, assert_matches, reference_pair, to64
 from ..core import Component, Context, Invariant, Option
 from .search import MODEL, assert_sequence_distribution, expect_ids, greedy_chain, model_examples, prompt, \
     sequence_distribution, toy
@@ -169,14 +169,14 @@ def _check_dola_selection(ctx: Context, p: dict) -> None:
         what = f"row {b}: all candidates vs only layer {int(chosen[b])}, the one of largest JSD ({ctx.options.get('layer_selection', 'per_row')})"
         if not torch.equal(torch.isfinite(out[b]), torch.isfinite(single[b])):
             ctx.fail(f"{what}: different tokens kept", row=b)
-        assert_close(ctx, out[b][torch.isfinite(out[b])], single[b][torch.isfinite(single[b])], what)
+        assert_agree(ctx, out[b][torch.isfinite(out[b])], single[b][torch.isfinite(single[b])], what)
 
 
 def _check_dola_identical(ctx: Context, p: dict) -> None:
     final, _ = _dola_inputs(ctx, p)
     out = to64(_dola_call(ctx, final, final[None].expand(p["C"], -1, -1).contiguous(), p["relative_top"]))
     kept = torch.isfinite(out)
-    assert_close(ctx, out[kept], torch.zeros(int(kept.sum()), dtype=torch.float64), "contrast of the final layer with itself")
+    assert_agree(ctx, out[kept], torch.zeros(int(kept.sum()), dtype=torch.float64), "contrast of the final layer with itself")
 
 DOLA = Component(
     name="dola_logits",

@@ -8,7 +8,7 @@ import torch
 from hypothesis import strategies as st
 
 from ...reference import norms as ref
-from ..checks import PROPERTY_ULPS, assert_close, assert_matches, reference_pair, to64
+from ..checks import PROPERTY_ULPS, assert_agree, assert_matches, reference_pair, to64
 from ..core import Component, Context, Invariant, Option, Violation
 from ..guard import expect_tensor
 from ..strategies import layouts, materialize, patterns, seeds, sizes
@@ -183,7 +183,7 @@ def _check_scale_invariance(ctx: Context, p: dict) -> None:
     w, _ = _affine(ctx, p)
     a = expect_tensor(ctx.target(x, p["norm"], w, eps=0.0), tuple(x.shape), ctx.dtype, ctx.device)
     b = expect_tensor(ctx.target(x * p["scale"], p["norm"], w, eps=0.0), tuple(x.shape), ctx.dtype, ctx.device)
-    assert_close(ctx, a, b, f"RMSNorm(x) vs RMSNorm({p['scale']:g} x) with eps=0")
+    assert_agree(ctx, a, b, f"RMSNorm(x) vs RMSNorm({p['scale']:g} x) with eps=0")
 
 
 def zero_mean(p: dict, dtype: torch.dtype) -> torch.Tensor:
@@ -228,7 +228,7 @@ def _check_eps_default(ctx: Context, p: dict) -> None:
     default = expect_tensor(ctx.target(x, p["norm"]), shape, ctx.dtype, ctx.device)
     explicit = expect_tensor(ctx.target(x, p["norm"], None, eps=expected), shape, ctx.dtype, ctx.device)
     try:
-        assert_close(ctx, default, explicit, f"rms_norm(x) with eps omitted vs eps={expected:.3g}")
+        assert_agree(ctx, default, explicit, f"rms_norm(x) with eps omitted vs eps={expected:.3g}")
     except Violation as violation:
         option = ctx.options.get("eps_default", "torch")
         ctx.fail(f"{violation.message}: eps=None is not eps_default={option} ({KNOWN_EPS[option][1]})"
@@ -351,7 +351,7 @@ def _check_ln_affine_after(ctx: Context, p: dict) -> None:
     kwargs = _eps_kwargs(p["eps"])
     plain = to64(expect_tensor(ctx.target(x, p["norm"], None, None, **kwargs), tuple(x.shape), ctx.dtype, ctx.device))
     affine = expect_tensor(ctx.target(x, p["norm"], w, b, **kwargs), tuple(x.shape), ctx.dtype, ctx.device)
-    assert_close(ctx, affine, plain * to64(w) + to64(b), "LayerNorm(x; w, b) vs w * LayerNorm(x) + b", ulps=2 * PROPERTY_ULPS)
+    assert_agree(ctx, affine, plain * to64(w) + to64(b), "LayerNorm(x; w, b) vs w * LayerNorm(x) + b", ulps=2 * PROPERTY_ULPS)
 
 
 @st.composite

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ...reference import norms as ref
 from ...reference.positions import rope as rope_reference
-from ..checks import PROPERTY_ULPS, assert_close, assert_matches, reference_pair, to64
+from ..checks import PROPERTY_ULPS, assert_agree, assert_matches, reference_pair, to64
 from ..core import Component, Context, Invariant, Option, Violation
 from ..guard import expect_tensor
 from .rms_layer import BA, layer_norm_condition
@@ -113,7 +113,7 @@ def _check_bn_eval_per_sample(ctx: Context, p: dict) -> None:
     other = x.clone()
     other[1:] = _bn_input(ctx, p, salt=7)[1:] * 3 + 2
     changed = expect_tensor(ctx.target(*_bn_call(ctx, other, p, False, params)), tuple(x.shape), ctx.dtype, ctx.device)
-    assert_close(ctx, full[:1], changed[:1], "eval-mode output of sample 0 after changing the other samples")
+    assert_agree(ctx, full[:1], changed[:1], "eval-mode output of sample 0 after changing the other samples")
     ref64, lowp = reference_pair(ref.batch_norm, *_bn_call(ctx, x, p, False, params))
     assert_matches(ctx, full, ref64, lowp, what="eval-mode output (vs normalizing with running_mean and running_var)")
 
@@ -320,7 +320,7 @@ def _check_qk_before_rope(ctx: Context, p: dict) -> None:
     at_m = _qk_call(ctx, q, k, wq, wk, positions)
     slack = PROPERTY_ULPS + 4 * int(positions.max()) * _eps(torch.float64 if ctx.dtype == torch.float64 else torch.float32) / _eps(ctx.dtype)
     for name, zero, moved in zip(("query", "key"), at_zero, at_m):
-        assert_close(ctx, moved, rope_reference(to64(zero), positions.cpu()), f"{name} at positions {p['start']}.. vs RoPE of the "
+        assert_agree(ctx, moved, rope_reference(to64(zero), positions.cpu()), f"{name} at positions {p['start']}.. vs RoPE of the "
                      "position-0 output (normalize, then rotate)", ulps=slack)
 
 
@@ -354,7 +354,7 @@ def _check_qk_scope(ctx: Context, p: dict) -> None:
     a = _qk_call(ctx, q, k, wq, wk, positions, 0.0)
     b = _qk_call(ctx, scaled_q, scaled_k, wq, wk, positions, 0.0)
     for name, x, y in zip(("query", "key"), a, b):
-        assert_close(ctx, x, y, f"{name} outputs before and after {what} (eps=0, scope {_scope(ctx)})")
+        assert_agree(ctx, x, y, f"{name} outputs before and after {what} (eps=0, scope {_scope(ctx)})")
 
 
 QK_NORM = Component(

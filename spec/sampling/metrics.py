@@ -8,7 +8,7 @@ import torch
 from hypothesis import strategies as st
 
 from ...reference import sampling as ref
-from ..checks import PROPERTY_ULPS, assert_close, differential, to64
+from ..checks import PROPERTY_ULPS, assert_agree, differential, to64
 from ..core import Component, Context, Invariant
 from ..guard import expect_tensor
 from .processors import logits, logits_examples, token_ids
@@ -63,7 +63,7 @@ def _check_entropy_range(ctx: Context, p: dict) -> None:
         b = int(((h < -slack) | (h > support.log() + slack)).nonzero()[0])
         ctx.fail(f"row {b}: entropy {float(h[b]):.6g} outside [0, log {int(support[b])}] (tokens with -inf logits have no mass)", row=b)
     finite_only = x[:1][torch.isfinite(x[:1])].reshape(1, -1)
-    assert_close(ctx, h[:1], to64(expect_tensor(ctx.target(finite_only), (1,), ctx.dtype, ctx.device)),
+    assert_agree(ctx, h[:1], to64(expect_tensor(ctx.target(finite_only), (1,), ctx.dtype, ctx.device)),
                  "entropy with -inf tokens vs entropy of the finite tokens alone", ulps=PROPERTY_ULPS * max(1.0, math.log(p["V"])))
 
 
@@ -125,7 +125,7 @@ def _check_ce_mean(ctx: Context, p: dict) -> None:
     x, t, k, n = _split(ctx, p)
     whole, first, rest = (to64(expect_tensor(ctx.target(a, b), (), ctx.dtype, ctx.device))
                           for a, b in ((x, t), (x[:k], t[:k]), (x[k:], t[k:])))
-    assert_close(ctx, whole, (k * first + (n - k) * rest) / n, f"cross-entropy of {n} rows vs the row-weighted mean of its parts ({k} + {n - k})")
+    assert_agree(ctx, whole, (k * first + (n - k) * rest) / n, f"cross-entropy of {n} rows vs the row-weighted mean of its parts ({k} + {n - k})")
 
 
 CROSS_ENTROPY = Component(
@@ -160,7 +160,7 @@ def _check_ppl_geometric(ctx: Context, p: dict) -> None:
     whole, first, rest = (to64(expect_tensor(ctx.target(a, b), (), ctx.dtype, ctx.device))
                           for a, b in ((x, t), (x[:k], t[:k]), (x[k:], t[k:])))
     expected = first ** (k / n) * rest ** ((n - k) / n)
-    assert_close(ctx, whole, expected, f"perplexity of {n} rows vs the weighted geometric mean of its parts ({k} + {n - k})",
+    assert_agree(ctx, whole, expected, f"perplexity of {n} rows vs the weighted geometric mean of its parts ({k} + {n - k})",
                  ulps=PROPERTY_ULPS * 4)
 
 

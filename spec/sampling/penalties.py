@@ -7,7 +7,7 @@ import torch
 from hypothesis import strategies as st
 
 from ...reference import sampling as ref
-from ..checks import assert_close, differential, to64
+from ..checks import assert_agree, differential, to64
 from ..core import Component, Context, Invariant
 from ..guard import expect_tensor
 from .processors import HF, VLLM, logits, logits_examples, token_ids
@@ -43,7 +43,7 @@ def _check_repetition_sign(ctx: Context, p: dict) -> None:
         ctx.fail(f"token {i} of row {b} appeared before: logit {float(x64[b, i]):.6g} with penalty {p['penalty']} became "
                  f"{float(out[b, i]):.6g}, expected {float(expected[b, i]):.6g} (negative logits are multiplied, positive "
                  "divided, so penalty > 1 always lowers them)", row=b, token=i)
-    assert_close(ctx, out, expected, "repetition penalty vs where(x < 0, x * penalty, x / penalty) on seen tokens")
+    assert_agree(ctx, out, expected, "repetition penalty vs where(x < 0, x * penalty, x / penalty) on seen tokens")
 
 
 def _check_repetition_once(ctx: Context, p: dict) -> None:
@@ -111,9 +111,9 @@ def _check_frequency_counts(ctx: Context, p: dict) -> None:
     f = 0.25 if p["frequency"] <= 0.3 else 0.5
     doubled = expect_tensor(ctx.target(x, torch.cat([ids, ids], -1), 0.0, f), tuple(x.shape), ctx.dtype, ctx.device)
     scaled = expect_tensor(ctx.target(x, ids, 0.0, 2 * f), tuple(x.shape), ctx.dtype, ctx.device)
-    assert_close(ctx, doubled, scaled, f"frequency {f} on output_ids twice vs frequency {2 * f} on output_ids once")
+    assert_agree(ctx, doubled, scaled, f"frequency {f} on output_ids twice vs frequency {2 * f} on output_ids once")
     counts = ref.token_counts(ids.cpu(), p["V"], torch.float64)
-    assert_close(ctx, scaled, to64(x) - 2 * f * counts, "frequency penalty vs logit - frequency * count")
+    assert_agree(ctx, scaled, to64(x) - 2 * f * counts, "frequency penalty vs logit - frequency * count")
 
 
 def _check_presence_zero(ctx: Context, p: dict) -> None:
