@@ -12,7 +12,7 @@ import sys
 
 from lmspec.spec import components, get_component
 
-from . import catalog, estimate
+from . import catalog, environment, estimate
 from .loading import LoadError, all_adapters, load_target
 from .report import json_report, write_json, write_junit
 from .runner import DTYPES, Result, RunConfig, exit_code, run_component
@@ -49,7 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     cat.add_argument("--output", default="docs/catalog.md")
     cat.add_argument("--check", action="store_true", help="exit 1 if the file differs from what spec/ generates")
     estimate.add_parser(sub)
+    sub.add_parser("doctor", help="print the versions of torch, transformers, ... and whether each is in the verified range")
     return parser
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when every installed watched package is in its verified range, 1 otherwise."""
+    lines, ok = environment.doctor_lines()
+    print("\n".join(lines))
+    return 0 if ok else 1
 
 
 def _cannot_run(reason: str) -> int:
@@ -180,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lmspec list | head` ends quietly
     args = _parser().parse_args(argv)
-    return {"list": cmd_list, "check": cmd_check, "catalog": cmd_catalog, "estimate": estimate.run}[args.command](args)
+    commands = {"list": cmd_list, "check": cmd_check, "catalog": cmd_catalog, "estimate": estimate.run, "doctor": cmd_doctor}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

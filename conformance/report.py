@@ -7,6 +7,7 @@ import platform
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 
+from . import environment
 from .runner import Result
 
 SCHEMA_VERSION = 1
@@ -20,6 +21,7 @@ def json_report(component: str, identity: dict, config: dict, results: list[Resu
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "target": identity,
         "python": platform.python_version(),
+        "environment": environment.identity(),
         "config": config,
         "summary": {**counts, "exit_code": exit_code},
         "results": [r.as_dict() for r in results],

@@ -28,6 +28,8 @@ def _classes():
     from transformers import PretrainedConfig, PreTrainedModel
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
+    CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
     class CallableConfig(PretrainedConfig):
         model_type = "lmspec_callable"
 
@@ -43,14 +45,16 @@ def _classes():
             self.fn = fn
             self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the module a device and dtype
 
-        def forward(self, input_ids, attention_mask=None, past_key_values=None, use_cache=None, **kwargs):
+        def forward(self, input_ids, attention_mask=None, cache=None, past_key_values=None, use_cache=None, **kwargs):
+            # transformers >= 5.25 passes and returns the KV cache as `cache`; earlier 5.x as `past_key_values`
+            store = cache if cache is not None else past_key_values
             ids = input_ids
-            if past_key_values is not None:  # the cache holds every earlier token id
+            if store is not None:  # the cache holds every earlier token id
                 stored = input_ids.to(torch.float64)[:, None, :, None]
-                keys, _ = past_key_values.update(stored, stored, 0)
+                keys, _ = store.update(stored, stored, 0)
                 ids = keys[:, 0, :, 0].to(torch.int64)
             logits = self.fn(ids)[:, -input_ids.shape[1] :]
-            return CausalLMOutputWithPast(logits=logits.to(torch.float32), past_key_values=past_key_values)
+            return CausalLMOutputWithPast(logits=logits.to(torch.float32), **{CACHE_FIELD: store})
 
     return CallableConfig, CallableLM
 
