@@ -181,7 +181,8 @@ def _wrap_hf_llama_attention(cls: object, component: str) -> Callable:
             sin = torch.zeros(1, l, e, dtype=x.dtype, device=x.device)
             # what LlamaModel passes each layer: create_causal_mask -> eager_mask (0 / finfo(dtype).min); None if not causal.
             mask = (
-                masking_utils.create_causal_mask(config=module.config, inputs_embeds=x, attention_mask=None, past_key_values=None)
+                # the 4th parameter is `past_key_values` before transformers 5.25 and `cache` from 5.25: passed by position
+                masking_utils.create_causal_mask(module.config, x, None, None)
                 if is_causal
                 else None
             )
