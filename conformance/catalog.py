@@ -28,6 +28,7 @@ def as_data(registry: dict[str, Component]) -> list[dict]:
                     "source": i.source,
                     "requires": sorted(i.requires),
                     "dtypes": [_dtype(d) for d in (i.dtypes or c.dtypes)] or ["any"],
+                    "declared": i.location,
                 }
                 for i in c.invariants
             ],
@@ -65,9 +66,9 @@ def render(registry: dict[str, Component]) -> str:
                 lines.append(f"- option `{o['name']}` = {' | '.join(o['choices'])} (default `{o['default']}`): {o['doc']}")
             for name, doc in c["features"].items():
                 lines.append(f"- feature `{name}` (a target may declare it unsupported): {doc}")
-            lines += ["", "| invariant | kind | statement | source |", "|---|---|---|---|"]
+            lines += ["", "| invariant | kind | statement | source | declared |", "|---|---|---|---|---|"]
             for i in c["invariants"]:
                 req = f" (needs {', '.join(i['requires'])})" if i["requires"] else ""
-                lines.append(f"| `{i['id']}` | {i['kind']} | {i['statement']}{req} | {i['source']} |")
+                lines.append(f"| `{i['id']}` | {i['kind']} | {i['statement']}{req} | {i['source']} | {i['declared']} |")
             lines.append("")
     return "\n".join(lines)
