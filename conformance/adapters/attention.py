@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from .hf import copy_weights, frozen, tiny_config
 from .registry import AdapterSpec, register
 
 
@@ -42,20 +43,9 @@ def _llama_config(hidden_size: int, heads: int, kv_heads: int, head_dim: int):
     re-validated). This changes no computation of the module; docs/conventions.md records it."""
     from transformers import LlamaConfig
 
-    config = LlamaConfig(
-        vocab_size=8,
-        hidden_size=2 * heads,
-        intermediate_size=1,
-        num_hidden_layers=1,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=2,
-        attention_bias=False,
-        attention_dropout=0.0,
-        bos_token_id=None,
-        eos_token_id=None,
-        attn_implementation="eager",
-    )
+    config = tiny_config(LlamaConfig, hidden_size=2 * heads, intermediate_size=1, num_attention_heads=heads,
+                         num_key_value_heads=kv_heads, head_dim=2, attention_bias=False, attention_dropout=0.0,
+                         attn_implementation="eager")
     config.hidden_size = hidden_size
     config.head_dim = head_dim
     return config
@@ -67,8 +57,7 @@ def _llama_attention_stub(heads: int, kv_heads: int, head_dim: int):
     `num_key_value_groups` (= heads // kv_heads) and `training` (dropout is applied only in training mode)."""
     from transformers.models.llama.modeling_llama import LlamaAttention
 
-    module = LlamaAttention(_llama_config(heads * head_dim, heads, kv_heads, head_dim), layer_idx=0)
-    return module.requires_grad_(False).eval()
+    return LlamaAttention(_llama_config(heads * head_dim, heads, kv_heads, head_dim), layer_idx=0).requires_grad_(False).eval()
 
 
 def _hf_bool_to_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -150,8 +139,7 @@ register(
 
 @functools.lru_cache(maxsize=32)
 def _llama_attention_module(cls: type, hidden: int, heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype, device: str):
-    module = cls(_llama_config(hidden, heads, kv_heads, head_dim), layer_idx=0)
-    return module.to(device=device, dtype=dtype).requires_grad_(False).eval()
+    return frozen(cls(_llama_config(hidden, heads, kv_heads, head_dim), layer_idx=0), dtype, device)
 
 
 def _wrap_hf_llama_attention(cls: object, component: str) -> Callable:
@@ -173,9 +161,9 @@ def _wrap_hf_llama_attention(cls: object, component: str) -> Callable:
                 f"head_dim, o_proj: num_heads * head_dim -> hidden); it cannot compute value head dim Ev={ev} != E={e}"
             )
         module = _llama_attention_module(cls, d, num_heads, num_kv_heads, e, x.dtype, str(x.device))
+        copy_weights([(module.q_proj.weight, w_q), (module.k_proj.weight, w_k), (module.v_proj.weight, w_v),
+                      (module.o_proj.weight, w_o)])
         with torch.no_grad():
-            for proj, weight in ((module.q_proj, w_q), (module.k_proj, w_k), (module.v_proj, w_v), (module.o_proj, w_o)):
-                proj.weight.copy_(weight)
             # RoPE off: cos = 1, sin = 0 makes apply_rotary_pos_emb the identity (q * 1 + rotate_half(q) * 0).
             cos = torch.ones(1, l, e, dtype=x.dtype, device=x.device)
             sin = torch.zeros(1, l, e, dtype=x.dtype, device=x.device)

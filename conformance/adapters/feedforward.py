@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from .hf import copy_weights, frozen, tiny_config
 from .registry import AdapterSpec, register
 
 
@@ -25,18 +26,17 @@ from .registry import AdapterSpec, register
 def _llama_mlp(cls: type, d: int, f: int, dtype: torch.dtype, device: str):
     from transformers import LlamaConfig
 
-    config = LlamaConfig(vocab_size=8, hidden_size=d, intermediate_size=f, num_hidden_layers=1, num_attention_heads=1,
-                         head_dim=2, hidden_act="silu", mlp_bias=False, pad_token_id=None, bos_token_id=None, eos_token_id=None)
-    return cls(config).to(device=device, dtype=dtype).requires_grad_(False).eval()
+    config = tiny_config(LlamaConfig, hidden_size=d, intermediate_size=f, num_attention_heads=1, head_dim=2, hidden_act="silu",
+                         mlp_bias=False)
+    return frozen(cls(config), dtype, device)
 
 
 def _wrap_hf_llama_mlp(cls: object, component: str) -> Callable:
     def swiglu(x, w_gate, w_up, w_down):
         f, d = w_gate.shape
         module = _llama_mlp(cls, d, f, x.dtype, str(x.device))
+        copy_weights([(module.gate_proj.weight, w_gate), (module.up_proj.weight, w_up), (module.down_proj.weight, w_down)])
         with torch.no_grad():
-            for proj, weight in ((module.gate_proj, w_gate), (module.up_proj, w_up), (module.down_proj, w_down)):
-                proj.weight.copy_(weight)
             return module(x)
 
     return swiglu
@@ -58,19 +58,18 @@ def _gpt2_mlp(cls: type, d: int, f: int, activation: str, dtype: torch.dtype, de
     from transformers import GPT2Config
 
     config = GPT2Config(vocab_size=8, n_embd=d, n_layer=1, n_head=1, n_inner=f, activation_function=GPT2_ACTIVATIONS[activation],
-                        resid_pdrop=0.0, bos_token_id=None, eos_token_id=None)
-    return cls(f, config).to(device=device, dtype=dtype).requires_grad_(False).eval()
+                        resid_pdrop=0.0, bos_token_id=None, eos_token_id=None)  # GPT-2's own names for the sizes
+    return frozen(cls(f, config), dtype, device)
 
 
 def _wrap_hf_gpt2_mlp(cls: object, component: str) -> Callable:
     def feed_forward(x, w_in, w_out, b_in=None, b_out=None, activation="gelu"):
         f, d = w_in.shape
         module = _gpt2_mlp(cls, d, f, activation, x.dtype, str(x.device))
+        copy_weights([(module.c_fc.weight, w_in.T), (module.c_proj.weight, w_out.T),  # Conv1D stores [in, out]
+                      (module.c_fc.bias, b_in if b_in is not None else torch.zeros_like(module.c_fc.bias)),
+                      (module.c_proj.bias, b_out if b_out is not None else torch.zeros_like(module.c_proj.bias))])
         with torch.no_grad():
-            module.c_fc.weight.copy_(w_in.T)
-            module.c_proj.weight.copy_(w_out.T)
-            module.c_fc.bias.copy_(b_in if b_in is not None else torch.zeros_like(module.c_fc.bias))
-            module.c_proj.bias.copy_(b_out if b_out is not None else torch.zeros_like(module.c_proj.bias))
             return module(x.contiguous())  # Conv1D reshapes with .view: GPT-2 always feeds it contiguous hidden states
 
     return feed_forward

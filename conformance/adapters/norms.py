@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from .hf import config_class, tiny_config
 from .registry import AdapterSpec, register
 
 
@@ -110,13 +111,9 @@ register(AdapterSpec(
 
 def _config(module, heads: int, kv_heads: int, head_dim: int, eps: float):
     """The model's own config class (Qwen3Config, Olmo2Config) with these sizes and default RoPE, theta 10000."""
-    name = module.__name__.rsplit(".", 1)[-1].replace("modeling_", "")
-    config_cls = next(getattr(module, n) for n in dir(module) if n.lower() == f"{name}config")
-    return config_cls(
-        vocab_size=8, hidden_size=heads * head_dim, intermediate_size=1, num_hidden_layers=1, num_attention_heads=heads,
-        num_key_value_heads=kv_heads, head_dim=head_dim, rms_norm_eps=eps, pad_token_id=None, bos_token_id=None, eos_token_id=None,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-    )
+    return tiny_config(config_class(module), hidden_size=heads * head_dim, intermediate_size=1, num_attention_heads=heads,
+                       num_key_value_heads=kv_heads, head_dim=head_dim, rms_norm_eps=eps,
+                       rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
 
 
 def _class(module, suffix: str):

@@ -22,19 +22,16 @@ from typing import Callable
 
 import torch
 
+from .hf import tiny_config
 from .registry import AdapterSpec, register
 
 
 def _llama_like_config(cls: type, head_dim: int, rope_parameters: dict):
     """The config class of `cls`'s model (LlamaConfig for LlamaRotaryEmbedding) with one head of head_dim."""
-    module = sys.modules[cls.__module__]
-    prefix = cls.__name__[: -len("RotaryEmbedding")]
-    config_cls = getattr(module, f"{prefix}Config")
-    return config_cls(
-        vocab_size=8, hidden_size=head_dim, intermediate_size=1, num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1,
-        head_dim=head_dim, max_position_embeddings=2 * rope_parameters.get("original_max_position_embeddings", 2048),
-        pad_token_id=None, bos_token_id=None, eos_token_id=None, rope_parameters=rope_parameters,
-    )
+    config_cls = getattr(sys.modules[cls.__module__], f"{cls.__name__[: -len('RotaryEmbedding')]}Config")
+    return tiny_config(config_cls, hidden_size=head_dim, intermediate_size=1, num_attention_heads=1, num_key_value_heads=1,
+                       head_dim=head_dim, rope_parameters=rope_parameters,
+                       max_position_embeddings=2 * rope_parameters.get("original_max_position_embeddings", 2048))
 
 
 def _wrap_hf_llama_rotary(cls: object, component: str) -> Callable:
