@@ -27,6 +27,7 @@ Activation = Literal["relu", "gelu", "gelu_tanh", "silu"]
 
 
 def activation_fn(name: Activation) -> Callable[[Tensor], Tensor]:
+    """The FFN activation by name; gelu_tanh is GPT-2's gelu_new (reference/activations.py)."""
     fns = {"relu": relu, "gelu": gelu, "gelu_tanh": lambda x: gelu(x, approximate="tanh"), "silu": silu}
     if name not in fns:
         raise ValueError(f"activation must be one of {sorted(fns)}, got {name!r}")
@@ -42,7 +43,8 @@ def feed_forward(
     b_out: Float[Tensor, " d"] | None = None,
     activation: Activation = "gelu",
 ) -> Float[Tensor, "*batch d"]:
-    """act(x W_in^T + b_in) W_out^T + b_out; biases None = no bias (Llama-style), given = GPT-2-style."""
+    """act(x W_in^T + b_in) W_out^T + b_out (Vaswani et al. eq. 2); biases None = no bias (Llama-style), given =
+    GPT-2-style (GPT2MLP, with activation gelu_tanh = gelu_new)."""
     h = x @ w_in.T
     if b_in is not None:
         h = h + b_in
@@ -53,6 +55,7 @@ def feed_forward(
 
 
 def _glu(x: Tensor, w_gate: Tensor, w_up: Tensor, w_down: Tensor, act: Callable[[Tensor], Tensor]) -> Tensor:
+    """Shazeer 2020, eqs. 5-6 without biases: the activation goes on the gate projection only."""
     return (act(x @ w_gate.T) * (x @ w_up.T)) @ w_down.T
 
 
@@ -60,7 +63,7 @@ def _glu(x: Tensor, w_gate: Tensor, w_up: Tensor, w_down: Tensor, act: Callable[
 def swiglu(
     x: Float[Tensor, "*batch d"], w_gate: Float[Tensor, "f d"], w_up: Float[Tensor, "f d"], w_down: Float[Tensor, "d f"]
 ) -> Float[Tensor, "*batch d"]:
-    """down(silu(gate x) * up x): the Llama MLP."""
+    """down(silu(gate x) * up x): Shazeer's FFN_SwiGLU, the Llama MLP (LlamaMLP)."""
     return _glu(x, w_gate, w_up, w_down, silu)
 
 
@@ -72,7 +75,8 @@ def geglu(
     w_down: Float[Tensor, "d f"],
     approximate: Literal["none", "tanh"] = "none",
 ) -> Float[Tensor, "*batch d"]:
-    """down(gelu(gate x) * up x) (Shazeer 2020 uses the exact GELU; Gemma's gelu_pytorch_tanh is approximate='tanh')."""
+    """down(gelu(gate x) * up x): Shazeer's FFN_GEGLU, with the exact GELU; Gemma's gelu_pytorch_tanh is
+    approximate='tanh'."""
     return _glu(x, w_gate, w_up, w_down, lambda h: gelu(h, approximate=approximate))
 
 

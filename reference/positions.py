@@ -1,6 +1,7 @@
 """Positional encodings: rotary (two conventions, Llama 3 frequency scaling), sinusoidal, learned.
 
-Sources:
+Read top to bottom: RoPE frequencies, the two ways of pairing dims, the three RoPE components, then the
+sinusoidal table, the learned table and GPT-2's context cropping. Sources:
 - RoPE: Su et al. 2021, RoFormer, eq. 34: pair i of the head dimension is rotated by m * theta^(-2i/D) at
   position m. Two layouts of the pairs:
   - rotate-half (Hugging Face Llama / GPT-NeoX, `rotate_half` and `apply_rotary_pos_emb` in
@@ -32,29 +33,6 @@ import torch
 
 from ._typing import Float, Int, Tensor, typechecked
 
-
-@typechecked
-def rope_cos_sin(
-    positions: Int[Tensor, " seq"], dim: int, theta: float = 10000.0, dtype: torch.dtype = torch.float64
-) -> tuple[Float[Tensor, "seq dim"], Float[Tensor, "seq dim"]]:
-    """cos and sin tables: frequency i = theta^(-2i/dim), duplicated over the two halves (rotate-half layout)."""
-    if dim % 2:
-        raise ValueError(f"RoPE needs an even head dimension, got {dim}")
-    inv_freq = theta ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
-    angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
-
-
-@typechecked
-def rope(x: Float[Tensor, "*batch seq dim"], positions: Int[Tensor, " seq"], theta: float = 10000.0) -> Float[Tensor, "*batch seq dim"]:
-    """x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1] for x = [x1, x2]."""
-    cos, sin = rope_cos_sin(positions, x.shape[-1], theta, dtype=x.dtype)
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
-
-
 # --- frequencies ------------------------------------------------------------------------------------------
 
 
@@ -75,8 +53,8 @@ def llama3_inv_freq(
     original_max_position_embeddings: int = 8192,
     dtype: torch.dtype = torch.float64,
 ) -> Tensor:
-    """Llama 3.1 scaled frequencies, computed in `dtype`: keep high frequencies, divide low ones by `factor`, and
-    interpolate linearly in original_max / wavelength between the two bands."""
+    """Llama 3.1 scaled frequencies (Meta's `apply_scaling`), computed in `dtype`: keep high frequencies, divide low
+    ones by `factor`, and interpolate linearly in original_max / wavelength between the two bands."""
     if high_freq_factor <= low_freq_factor:
         raise ValueError(f"high_freq_factor {high_freq_factor} must exceed low_freq_factor {low_freq_factor}")
     inv_freq = rope_inv_freq(dim, theta, dtype)
@@ -85,7 +63,8 @@ def llama3_inv_freq(
     high_freq_wavelen = original_max_position_embeddings / high_freq_factor
     smooth = (original_max_position_embeddings / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
     medium = (1 - smooth) * inv_freq / factor + smooth * inv_freq
-    return torch.where(wavelen < high_freq_wavelen, inv_freq, torch.where(wavelen > low_freq_wavelen, inv_freq / factor, medium))
+    return torch.where(wavelen < high_freq_wavelen, inv_freq,
+                       torch.where(wavelen > low_freq_wavelen, inv_freq / factor, medium))
 
 
 def angle_dtype_for(dtype: torch.dtype) -> torch.dtype:
@@ -93,10 +72,11 @@ def angle_dtype_for(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-# --- applying the rotation --------------------------------------------------------------------------------
+# --- pairing dims and rotating them -----------------------------------------------------------------------
 
 
 def rotate_half(x: Tensor) -> Tensor:
+    """(x1, x2) -> (-x2, x1) for the two halves of the last dim: HF Llama's rotate_half."""
     half = x.shape[-1] // 2
     return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
 
@@ -129,6 +109,32 @@ def apply_rotary(
     return x * angles.cos().to(x.dtype) + rotated * angles.sin().to(x.dtype)
 
 
+# --- RoPE: rotate-half, interleaved, Llama 3 scaling ------------------------------------------------------
+
+
+@typechecked
+def rope_cos_sin(
+    positions: Int[Tensor, " seq"], dim: int, theta: float = 10000.0, dtype: torch.dtype = torch.float64
+) -> tuple[Float[Tensor, "seq dim"], Float[Tensor, "seq dim"]]:
+    """cos and sin tables: frequency i = theta^(-2i/dim), duplicated over the two halves (rotate-half layout, HF
+    LlamaRotaryEmbedding), computed in float64 and rounded to `dtype`."""
+    if dim % 2:
+        raise ValueError(f"RoPE needs an even head dimension, got {dim}")
+    inv_freq = theta ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+@typechecked
+def rope(
+    x: Float[Tensor, "*batch seq dim"], positions: Int[Tensor, " seq"], theta: float = 10000.0
+) -> Float[Tensor, "*batch seq dim"]:
+    """x * cos + rotate_half(x) * sin (Su et al. eq. 34 in HF Llama's apply_rotary_pos_emb layout)."""
+    cos, sin = rope_cos_sin(positions, x.shape[-1], theta, dtype=x.dtype)
+    return x * cos + rotate_half(x) * sin
+
+
 @typechecked
 def rope_interleaved(
     x: Float[Tensor, "*batch seq dim"], positions: Int[Tensor, " seq"], theta: float = 10000.0
@@ -148,7 +154,8 @@ def rope_llama3(
     original_max_position_embeddings: int = 8192,
 ) -> Float[Tensor, "*batch seq dim"]:
     """Rotate-half RoPE with Llama 3.1 scaled frequencies (HF rope_type 'llama3'; attention_factor is 1)."""
-    inv_freq = llama3_inv_freq(x.shape[-1], theta, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)
+    inv_freq = llama3_inv_freq(x.shape[-1], theta, factor, low_freq_factor, high_freq_factor,
+                               original_max_position_embeddings)
     return apply_rotary(x, positions, inv_freq)
 
 
@@ -156,6 +163,9 @@ def interleaved_to_half(dim: int) -> Tensor:
     """The permutation P with rope(x[..., P]) = rope_interleaved(x)[..., P]: P = (0, 2, 4, ..., 1, 3, 5, ...),
     which puts each adjacent pair (2i, 2i + 1) at (i, i + D/2)."""
     return torch.cat([torch.arange(0, dim, 2), torch.arange(1, dim, 2)])
+
+
+# --- sinusoidal, learned, cropping ------------------------------------------------------------------------
 
 
 @typechecked
@@ -174,7 +184,7 @@ def sinusoidal_positions(
 
 @typechecked
 def embedding(input: Int[Tensor, "*batch"], weight: Float[Tensor, "num_positions dim"]) -> Float[Tensor, "*batch dim"]:
-    """Learned positional embedding lookup (torch.nn.functional.embedding): row input[...] of the table;
+    """Learned positional embedding lookup (GPT-2 wpe, torch.nn.functional.embedding): row input[...] of the table;
     an index outside [0, num_positions) raises IndexError, never wraps or clamps."""
     n = weight.shape[0]
     if input.numel() and (int(input.min()) < 0 or int(input.max()) >= n):
@@ -184,7 +194,8 @@ def embedding(input: Int[Tensor, "*batch"], weight: Float[Tensor, "num_positions
 
 @typechecked
 def crop_context(idx: Int[Tensor, "*batch seq"], context_size: int) -> Int[Tensor, "*batch kept"]:
-    """The last `context_size` tokens (all of them if fewer), as GPT-2 generation does before each step."""
+    """The last `context_size` tokens (all of them if fewer), as GPT-2 generation does before each step
+    (idx[:, -context_size:])."""
     if context_size < 1:
         raise ValueError(f"context_size must be >= 1, got {context_size}")
     return idx[..., max(0, idx.shape[-1] - context_size) :]

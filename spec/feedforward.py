@@ -1,4 +1,4 @@
-"""Feed-forward blocks: plain FFN (GPT-2, with biases; Llama-style without), SwiGLU / GEGLU, hidden widths, and
+"""Feed-forward blocks: SwiGLU / GEGLU, plain FFN (GPT-2, with biases; Llama-style without), hidden widths, and
 the serial vs parallel (GPT-J, PaLM) transformer block."""
 
 from __future__ import annotations
@@ -8,16 +8,35 @@ from hypothesis import strategies as st
 
 from ..reference import feedforward as ref
 from ..reference.norms import layer_norm, rms_norm
-from .checks import assert_agree, differential, reference_pair, assert_matches, to64
-from .core import Component, Context, Invariant
-from .guard import expect_tensor
+from .checks import assert_agree, assert_equal, assert_matches, call, differential, reference_pair, to64
+from .core import Component, Context, invariant, row
 from .strategies import layouts, materialize, patterns, seeds, sizes
 
 VASWANI_FFN = "Vaswani et al. 2017, eq. 2 and sec. 3.3 (d_ff = 4 d_model)"
 SHAZEER = "Shazeer 2020, GLU Variants Improve Transformer, eqs. 5-6"
 LLAMA = "Touvron et al. 2023, LLaMA, sec. 2.2; Meta llama/model.py FeedForward; transformers LlamaMLP"
 GPT2 = "Radford et al. 2019 (GPT-2); transformers GPT2MLP (Conv1D c_fc, gelu_new, c_proj, biases)"
-PARALLEL = "Chowdhery et al. 2022, PaLM, sec. 2 (parallel layers); Wang & Komatsuzaki 2021, GPT-J (transformers GPTJBlock)"
+PARALLEL = ("Chowdhery et al. 2022, PaLM, sec. 2 (parallel layers); Wang & Komatsuzaki 2021, GPT-J "
+            "(transformers GPTJBlock)")
+SWIGLU_SOURCE = f"{SHAZEER} (FFN_SwiGLU); {LLAMA}"
+GEGLU_SOURCE = f"{SHAZEER} (FFN_GEGLU)"
+
+
+SWIGLU = Component(
+    name="swiglu",
+    signature="swiglu(x: Float[*batch, D], w_gate: Float[F, D], w_up: Float[F, D], w_down: Float[D, F]) "
+    "-> Float[*batch, D]",
+    summary="down(silu(x w_gate^T) * x w_up^T), nn.Linear-layout weights, no biases (the Llama MLP).",
+    reference=ref.swiglu,
+)
+
+GEGLU = Component(
+    name="geglu",
+    signature="geglu(x: Float[*batch, D], w_gate: Float[F, D], w_up: Float[F, D], w_down: Float[D, F], "
+    "approximate: 'none' | 'tanh' = 'none') -> Float[*batch, D]",
+    summary="down(gelu(x w_gate^T) * x w_up^T); approximate='tanh' is Gemma's gelu_pytorch_tanh.",
+    reference=ref.geglu,
+)
 
 
 @st.composite
@@ -44,7 +63,8 @@ def _x(ctx: Context, p: dict) -> torch.Tensor:
 
 def _w(ctx: Context, p: dict, shape: tuple[int, int], salt: int) -> torch.Tensor:
     """nn.Linear-layout weights scaled by 1/sqrt(fan_in), so every activation stays O(1)."""
-    return materialize(shape, p["seed"], ctx.dtype, ctx.device, salt=salt, magnitude=shape[1] ** -0.5, layout=p["layout"])
+    return materialize(shape, p["seed"], ctx.dtype, ctx.device, salt=salt, magnitude=shape[1] ** -0.5,
+                       layout=p["layout"])
 
 
 def _glu_weights(ctx: Context, p: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -53,14 +73,18 @@ def _glu_weights(ctx: Context, p: dict) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 def _glu_kwargs(p: dict) -> dict:
+    """GEGLU's `approximate`, passed only when drawn (None: the target's default)."""
     return {} if p.get("approximate") is None else {"approximate": p["approximate"]}
 
 
-def _glu_reference(reference):
-    def check(ctx: Context, p: dict) -> None:
-        differential(ctx, reference, _x(ctx, p), *_glu_weights(ctx, p), **_glu_kwargs(p))
-
-    return check
+@invariant(row("swiglu.reference.matches", reference=ref.swiglu, source=SWIGLU_SOURCE, examples=ffn_examples(),
+               statement="down(silu(gate x) * up x) equals the float64 reference."),
+           row("geglu.reference.matches", reference=ref.geglu, source=GEGLU_SOURCE,
+               examples=ffn_examples(approximate=True),
+               statement="down(gelu(gate x) * up x) equals the float64 reference."),
+           kind="differential")
+def check_glu_reference(ctx: Context, p: dict, reference) -> None:
+    differential(ctx, reference, _x(ctx, p), *_glu_weights(ctx, p), **_glu_kwargs(p))
 
 
 @st.composite
@@ -70,59 +94,43 @@ def _linear_examples(draw, approximate: bool = False) -> dict:
     return p
 
 
-def _check_linear_in_up(ctx: Context, p: dict) -> None:
+@invariant(row("swiglu.linear_in_up", source=SWIGLU_SOURCE, examples=_linear_examples()),
+           row("geglu.linear_in_up", source=GEGLU_SOURCE, examples=_linear_examples(approximate=True)),
+           statement="The output is linear in w_up: scaling w_up by c scales the output by c (the activation is on "
+           "the gate).")
+def check_linear_in_up(ctx: Context, p: dict) -> None:
     # scaling by a power of two is exact, so act(gate x) * (c up x) = c (act(gate x) * up x) in every dtype.
     x = _x(ctx, p)
     wg, wu, wd = _glu_weights(ctx, p)
     kw = _glu_kwargs(p)
-    shape = tuple(x.shape)
-    plain = to64(expect_tensor(ctx.target(x, wg, wu, wd, **kw), shape, ctx.dtype, ctx.device))
-    scaled = expect_tensor(ctx.target(x, wg, wu * p["c"], wd, **kw), shape, ctx.dtype, ctx.device)
-    assert_agree(ctx, scaled, plain * p["c"], f"output with w_up scaled by {p['c']:g} vs {p['c']:g} x output: the up projection "
-                 "must enter linearly (the activation goes on the gate)")
+    plain = to64(call(ctx, x.shape, x, wg, wu, wd, **kw))
+    scaled = call(ctx, x.shape, x, wg, wu * p["c"], wd, **kw)
+    assert_agree(ctx, scaled, plain * p["c"], f"output with w_up scaled by {p['c']:g} vs {p['c']:g} x output: the up "
+                 "projection must enter linearly (the activation goes on the gate)")
 
 
-def _check_gate_zero(ctx: Context, p: dict) -> None:
+@invariant(row("swiglu.gate_zero_closes", source=SWIGLU_SOURCE, examples=ffn_examples(),
+               statement="With w_gate = 0 the output is exactly 0, since silu(0) = 0."),
+           row("geglu.gate_zero_closes", source=GEGLU_SOURCE, examples=ffn_examples(approximate=True),
+               statement="With w_gate = 0 the output is exactly 0, since gelu(0) = 0."))
+def check_gate_zero(ctx: Context, p: dict) -> None:
     x = _x(ctx, p)
     _, wu, wd = _glu_weights(ctx, p)
-    out = expect_tensor(ctx.target(x, torch.zeros_like(wu), wu, wd, **_glu_kwargs(p)), tuple(x.shape), ctx.dtype, ctx.device)
-    if out.abs().max() != 0:
-        ctx.fail(f"with w_gate = 0 the output is not exactly 0 (max |out| = {float(out.abs().max()):.3g}): act(0) must be 0 "
-                 "(SiLU, GELU), so a closed gate passes nothing", max_abs=float(out.abs().max()))
-
-
-def _glu_invariants(name: str, reference, activation: str, source: str, approximate: bool = False) -> tuple[Invariant, ...]:
-    return (
-        Invariant(f"{name}.reference.matches", f"down({activation}(gate x) * up x) equals the float64 reference.",
-                  source, "differential", ffn_examples(approximate=approximate), _glu_reference(reference)),
-        Invariant(f"{name}.linear_in_up",
-                  "The output is linear in w_up: scaling w_up by c scales the output by c (the activation is on the gate).",
-                  source, "property", _linear_examples(approximate=approximate), _check_linear_in_up),
-        Invariant(f"{name}.gate_zero_closes", f"With w_gate = 0 the output is exactly 0, since {activation}(0) = 0.",
-                  source, "property", ffn_examples(approximate=approximate), _check_gate_zero),
-    )
-
-
-SWIGLU = Component(
-    name="swiglu",
-    family="feedforward",
-    signature="swiglu(x: Float[*batch, D], w_gate: Float[F, D], w_up: Float[F, D], w_down: Float[D, F]) -> Float[*batch, D]",
-    summary="down(silu(x w_gate^T) * x w_up^T), nn.Linear-layout weights, no biases (the Llama MLP).",
-    reference=ref.swiglu,
-    invariants=_glu_invariants("swiglu", ref.swiglu, "silu", f"{SHAZEER} (FFN_SwiGLU); {LLAMA}"),
-)
-
-GEGLU = Component(
-    name="geglu",
-    family="feedforward",
-    signature="geglu(x: Float[*batch, D], w_gate: Float[F, D], w_up: Float[F, D], w_down: Float[D, F], approximate: 'none' | 'tanh' = 'none') -> Float[*batch, D]",
-    summary="down(gelu(x w_gate^T) * x w_up^T); approximate='tanh' is Gemma's gelu_pytorch_tanh.",
-    reference=ref.geglu,
-    invariants=_glu_invariants("geglu", ref.geglu, "gelu", f"{SHAZEER} (FFN_GEGLU)", approximate=True),
-)
+    out = call(ctx, x.shape, x, torch.zeros_like(wu), wu, wd, **_glu_kwargs(p))
+    assert_equal(ctx, out, torch.zeros_like(out), "output with w_gate = 0: act(0) must be 0 (SiLU, GELU), so a "
+                 "closed gate passes nothing")
 
 
 # --- plain feed-forward ---------------------------------------------------------------------------------
+
+FEED_FORWARD = Component(
+    name="feed_forward",
+    signature="feed_forward(x: Float[*batch, D], w_in: Float[F, D], w_out: Float[D, F], b_in: Float[F] | None = None, "
+    "b_out: Float[D] | None = None, activation: 'relu' | 'gelu' | 'gelu_tanh' | 'silu' = 'gelu') -> Float[*batch, D]",
+    summary="act(x w_in^T + b_in) w_out^T + b_out; biases given: GPT-2 style (gelu_tanh = gelu_new), None: Llama "
+    "style.",
+    reference=ref.feed_forward,
+)
 
 
 def _ffn_args(ctx: Context, p: dict, bias: bool | None = None) -> tuple:
@@ -133,47 +141,45 @@ def _ffn_args(ctx: Context, p: dict, bias: bool | None = None) -> tuple:
     return _x(ctx, p), _w(ctx, p, (f, d), 1), _w(ctx, p, (d, f), 3), b_in, b_out
 
 
-def _check_ffn_reference(ctx: Context, p: dict) -> None:
+@invariant("feed_forward.reference.matches", kind="differential", examples=ffn_examples(activation=True),
+           statement="Output equals the float64 reference for every activation, with biases (GPT-2) and without "
+           "(Llama).", source=f"{VASWANI_FFN}; {GPT2}")
+def check_ffn_reference(ctx: Context, p: dict) -> None:
     differential(ctx, ref.feed_forward, *_ffn_args(ctx, p), activation=p["activation"])
 
 
-def _check_ffn_output_bias(ctx: Context, p: dict) -> None:
+@invariant("feed_forward.bias.output_added", examples=ffn_examples(activation=True), source=VASWANI_FFN,
+           statement="b_out is added after the output projection: FFN(x; b_out) = FFN(x; None) + b_out.")
+def check_ffn_output_bias(ctx: Context, p: dict) -> None:
     x, w_in, w_out, b_in, b_out = _ffn_args(ctx, p, bias=True)
-    shape = tuple(x.shape)
-    without = to64(expect_tensor(ctx.target(x, w_in, w_out, b_in, None, activation=p["activation"]), shape, ctx.dtype, ctx.device))
-    with_bias = expect_tensor(ctx.target(x, w_in, w_out, b_in, b_out, activation=p["activation"]), shape, ctx.dtype, ctx.device)
+    without = to64(call(ctx, x.shape, x, w_in, w_out, b_in, None, activation=p["activation"]))
+    with_bias = call(ctx, x.shape, x, w_in, w_out, b_in, b_out, activation=p["activation"])
     assert_agree(ctx, with_bias, without + to64(b_out), "FFN with b_out vs FFN without it plus b_out")
 
 
-def _check_ffn_no_bias_is_zero_bias(ctx: Context, p: dict) -> None:
+@invariant("feed_forward.bias.none_is_zero", examples=ffn_examples(activation=True),
+           statement="Omitting the biases (Llama) equals zero biases (GPT-2 with b = 0).",
+           source=f"{VASWANI_FFN}; {LLAMA} (no biases)")
+def check_ffn_no_bias_is_zero_bias(ctx: Context, p: dict) -> None:
     x, w_in, w_out, _, _ = _ffn_args(ctx, p, bias=False)
-    shape = tuple(x.shape)
-    zeros_in, zeros_out = torch.zeros(p["F"], dtype=ctx.dtype, device=ctx.device), torch.zeros(p["D"], dtype=ctx.dtype, device=ctx.device)
-    none = expect_tensor(ctx.target(x, w_in, w_out, activation=p["activation"]), shape, ctx.dtype, ctx.device)
-    zero = expect_tensor(ctx.target(x, w_in, w_out, zeros_in, zeros_out, activation=p["activation"]), shape, ctx.dtype, ctx.device)
+    zeros_in = torch.zeros(p["F"], dtype=ctx.dtype, device=ctx.device)
+    zeros_out = torch.zeros(p["D"], dtype=ctx.dtype, device=ctx.device)
+    none = call(ctx, x.shape, x, w_in, w_out, activation=p["activation"])
+    zero = call(ctx, x.shape, x, w_in, w_out, zeros_in, zeros_out, activation=p["activation"])
     assert_agree(ctx, none, zero, "FFN without biases (Llama-style) vs FFN with zero biases (GPT-2-style)")
 
 
-FEED_FORWARD = Component(
-    name="feed_forward",
-    family="feedforward",
-    signature="feed_forward(x: Float[*batch, D], w_in: Float[F, D], w_out: Float[D, F], b_in: Float[F] | None = None, "
-    "b_out: Float[D] | None = None, activation: 'relu' | 'gelu' | 'gelu_tanh' | 'silu' = 'gelu') -> Float[*batch, D]",
-    summary="act(x w_in^T + b_in) w_out^T + b_out; biases given: GPT-2 style (gelu_tanh = gelu_new), None: Llama style.",
-    reference=ref.feed_forward,
-    invariants=(
-        Invariant("feed_forward.reference.matches",
-                  "Output equals the float64 reference for every activation, with biases (GPT-2) and without (Llama).",
-                  f"{VASWANI_FFN}; {GPT2}", "differential", ffn_examples(activation=True), _check_ffn_reference),
-        Invariant("feed_forward.bias.output_added", "b_out is added after the output projection: FFN(x; b_out) = FFN(x; None) + b_out.",
-                  VASWANI_FFN, "property", ffn_examples(activation=True), _check_ffn_output_bias),
-        Invariant("feed_forward.bias.none_is_zero", "Omitting the biases (Llama) equals zero biases (GPT-2 with b = 0).",
-                  f"{VASWANI_FFN}; {LLAMA} (no biases)", "property", ffn_examples(activation=True), _check_ffn_no_bias_is_zero_bias),
-    ),
-)
-
-
 # --- widths ---------------------------------------------------------------------------------------------
+
+FFN_HIDDEN_DIM = Component(
+    name="ffn_hidden_dim",
+    signature="ffn_hidden_dim(dim: int, gated: bool = False, multiple_of: int = 1, "
+    "ffn_dim_multiplier: float | None = None) -> int",
+    summary="4 * dim for a plain FFN; for a GLU FFN Meta's Llama rule int(2 * 4 * dim / 3), times the multiplier, "
+    "rounded up to multiple_of.",
+    reference=ref.ffn_hidden_dim,
+    dtypes=(),
+)
 
 #: (dim, multiple_of, ffn_dim_multiplier) -> hidden width, from the published params.json / configs.
 PUBLISHED_WIDTHS = {
@@ -188,12 +194,17 @@ PUBLISHED_WIDTHS = {
 }
 
 
-def _check_published(ctx: Context, p: dict) -> None:
-    wrong = []
+@invariant("ffn_hidden_dim.llama.published_widths", examples=st.just({}),
+           statement="The gated rule reproduces the published widths of LLaMA 7B-65B, Llama 2 7B-70B, Llama 3 8B/70B "
+           "and Llama 3.1 405B.",
+           source=f"{LLAMA}; the models' params.json (dim, multiple_of, ffn_dim_multiplier) and intermediate_size")
+def check_published_widths(ctx: Context, p: dict) -> None:
+    wrong = []  # every model that disagrees, named: one message shows the whole pattern
     for model, ((dim, multiple_of, multiplier), expected) in PUBLISHED_WIDTHS.items():
         got = ctx.target(dim, True, multiple_of, multiplier)
         if got != expected:
-            wrong.append(f"{model}: ffn_hidden_dim({dim}, gated=True, multiple_of={multiple_of}, ffn_dim_multiplier={multiplier}) = {got}, published {expected}")
+            wrong.append(f"{model}: ffn_hidden_dim({dim}, gated=True, multiple_of={multiple_of}, "
+                         f"ffn_dim_multiplier={multiplier}) = {got}, published {expected}")
     if wrong:
         ctx.fail("; ".join(wrong))
 
@@ -207,45 +218,36 @@ def _width_examples(draw) -> dict:
     }
 
 
-def _check_rounding(ctx: Context, p: dict) -> None:
+@invariant("ffn_hidden_dim.gated.rounding", examples=_width_examples(),
+           statement="Gated: the smallest multiple of multiple_of that is >= int(multiplier * int(8 dim / 3)).",
+           source=f"{LLAMA} (Meta's FeedForward.__init__)")
+def check_gated_rounding(ctx: Context, p: dict) -> None:
     dim, m, mult = p["dim"], p["multiple_of"], p["multiplier"]
     got = ctx.target(dim, True, m, mult)
     required = int(2 * (4 * dim) / 3)
     if mult is not None:
         required = int(mult * required)
     if not isinstance(got, int) or got % m or got < required or got - m >= required:
-        ctx.fail(f"ffn_hidden_dim({dim}, gated=True, multiple_of={m}, ffn_dim_multiplier={mult}) = {got!r}: expected the smallest "
-                 f"multiple of {m} that is >= int({mult or 1} * int(8 * {dim} / 3)) = {required}")
+        ctx.fail(f"ffn_hidden_dim({dim}, gated=True, multiple_of={m}, ffn_dim_multiplier={mult}) = {got!r}: expected "
+                 f"the smallest multiple of {m} that is >= int({mult or 1} * int(8 * {dim} / 3)) = {required}")
 
 
-def _check_plain(ctx: Context, p: dict) -> None:
-    got = ctx.target(p["dim"], False)
-    if got != 4 * p["dim"]:
-        ctx.fail(f"ffn_hidden_dim({p['dim']}, gated=False) = {got!r}, expected 4 * dim = {4 * p['dim']}")
-
-
-FFN_HIDDEN_DIM = Component(
-    name="ffn_hidden_dim",
-    family="feedforward",
-    signature="ffn_hidden_dim(dim: int, gated: bool = False, multiple_of: int = 1, ffn_dim_multiplier: float | None = None) -> int",
-    summary="4 * dim for a plain FFN; for a GLU FFN Meta's Llama rule int(2 * 4 * dim / 3), times the multiplier, rounded up to multiple_of.",
-    reference=ref.ffn_hidden_dim,
-    dtypes=(),
-    invariants=(
-        Invariant("ffn_hidden_dim.llama.published_widths",
-                  "The gated rule reproduces the published widths of LLaMA 7B-65B, Llama 2 7B-70B, Llama 3 8B/70B and Llama 3.1 405B.",
-                  f"{LLAMA}; the models' params.json (dim, multiple_of, ffn_dim_multiplier) and intermediate_size", "property",
-                  st.just({}), _check_published),
-        Invariant("ffn_hidden_dim.gated.rounding",
-                  "Gated: the smallest multiple of multiple_of that is >= int(multiplier * int(8 dim / 3)).",
-                  f"{LLAMA} (Meta's FeedForward.__init__)", "property", _width_examples(), _check_rounding),
-        Invariant("ffn_hidden_dim.plain.four_d", "Plain (two-matrix) FFN: d_ff = 4 d.",
-                  f"{VASWANI_FFN}; GPT-2 n_inner = 4 * n_embd", "property", _width_examples(), _check_plain),
-    ),
-)
+@invariant("ffn_hidden_dim.plain.four_d", examples=_width_examples(), statement="Plain (two-matrix) FFN: d_ff = 4 d.",
+           source=f"{VASWANI_FFN}; GPT-2 n_inner = 4 * n_embd")
+def check_plain_four_d(ctx: Context, p: dict) -> None:
+    assert_equal(ctx, ctx.target(p["dim"], False), 4 * p["dim"], f"ffn_hidden_dim({p['dim']}, gated=False) (4 * dim)")
 
 
 # --- serial vs parallel block ---------------------------------------------------------------------------
+
+TRANSFORMER_BLOCK = Component(
+    name="transformer_block",
+    signature="transformer_block(x: Float[B, L, D], attention: Callable, mlp: Callable, attention_norm: Callable, "
+    "mlp_norm: Callable, parallel: bool = False) -> Float[B, L, D]",
+    summary="Pre-norm block: serial h = x + attn(n1(x)), h + mlp(n2(h)) (GPT-2, Llama) or parallel x + attn(n1(x)) + "
+    "mlp(n2(x)) (GPT-J, PaLM).",
+    reference=ref.transformer_block,
+)
 
 
 @st.composite
@@ -266,9 +268,15 @@ def _sublayers(ctx: Context, p: dict):
     dtype: a causal token mixer (running mean over positions, then tanh of a projection) for attention, a tanh MLP,
     and two differently weighted norms."""
     d = p["D"]
-    mk = lambda shape, salt, m=1.0: materialize(shape, p["seed"], ctx.dtype, "cpu", salt=salt, magnitude=m).to(torch.float64)  # noqa: E731
-    w_a, w_m, g1, g2 = mk((d, d), 21, d**-0.5), mk((d, d), 22, d**-0.5), mk((d,), 23, 0.3) + 1, mk((d,), 24, 0.3) + 1
-    cast = lambda t, h: t.to(h.device, h.dtype)  # noqa: E731
+
+    def weight(shape, salt, magnitude=1.0):
+        return materialize(shape, p["seed"], ctx.dtype, "cpu", salt=salt, magnitude=magnitude).to(torch.float64)
+
+    def cast(t, h):
+        return t.to(h.device, h.dtype)
+
+    w_a, w_m = weight((d, d), 21, d**-0.5), weight((d, d), 22, d**-0.5)
+    g1, g2 = weight((d,), 23, 0.3) + 1, weight((d,), 24, 0.3) + 1
 
     def attention(h):
         counts = torch.arange(1, h.shape[-2] + 1, device=h.device, dtype=h.dtype)[:, None]
@@ -289,67 +297,46 @@ def _block_x(ctx: Context, p: dict) -> torch.Tensor:
     return materialize((p["B"], p["L"], p["D"]), p["seed"], ctx.dtype, ctx.device, layout=p["layout"])
 
 
-def _block(ctx: Context, x, attention, mlp, n1, n2, parallel) -> torch.Tensor:
-    return expect_tensor(ctx.target(x, attention, mlp, n1, n2, parallel), tuple(x.shape), ctx.dtype, ctx.device)
-
-
-def _check_block_reference(ctx: Context, p: dict) -> None:
+@invariant("transformer_block.reference.matches", kind="differential", examples=_block_examples(),
+           statement="Serial and parallel blocks equal the float64 reference.", source=f"{PARALLEL}; {GPT2}")
+def check_block_reference(ctx: Context, p: dict) -> None:
     x = _block_x(ctx, p)
     subs = _sublayers(ctx, p)
     ref64, lowp = reference_pair(ref.transformer_block, x, *subs, p["parallel"])
-    assert_matches(ctx, ctx.target(x, *subs, p["parallel"]), ref64, lowp, what=f"{'parallel' if p['parallel'] else 'serial'} block output")
+    assert_matches(ctx, ctx.target(x, *subs, p["parallel"]), ref64, lowp,
+                   what=f"{'parallel' if p['parallel'] else 'serial'} block output")
 
 
-def _check_parallel_additive(ctx: Context, p: dict) -> None:
-    # both branches read the block input: block(A, M) = block(A, 0) + block(0, M) - x.
+@invariant("transformer_block.parallel.additive", examples=_block_examples(parallel=True), source=PARALLEL,
+           statement="Parallel: both branches read the block input, so block(A, M) = block(A, 0) + block(0, M) - x.")
+def check_parallel_additive(ctx: Context, p: dict) -> None:
     x = _block_x(ctx, p)
     attention, mlp, n1, n2 = _sublayers(ctx, p)
-    both = _block(ctx, x, attention, mlp, n1, n2, True)
-    only_a = to64(_block(ctx, x, attention, torch.zeros_like, n1, n2, True))
-    only_m = to64(_block(ctx, x, torch.zeros_like, mlp, n1, n2, True))
-    assert_agree(ctx, both, only_a + only_m - to64(x), "parallel block vs (attention-only block) + (MLP-only block) - x: the MLP must "
-                 "read the block input, not the attention output")
+    both = call(ctx, x.shape, x, attention, mlp, n1, n2, True)
+    only_a = to64(call(ctx, x.shape, x, attention, torch.zeros_like, n1, n2, True))
+    only_m = to64(call(ctx, x.shape, x, torch.zeros_like, mlp, n1, n2, True))
+    assert_agree(ctx, both, only_a + only_m - to64(x), "parallel block vs (attention-only block) + (MLP-only block) "
+                 "- x: the MLP must read the block input, not the attention output")
 
 
-def _check_serial_composition(ctx: Context, p: dict) -> None:
-    # the MLP reads h = x + attention(n1(x)): block(x; A, M) = block(h; 0, M).
+@invariant("transformer_block.serial.mlp_reads_attention_output", examples=_block_examples(parallel=False),
+           statement="Serial: the MLP reads h = x + attention(n1(x)), so block(x; A, M) = block(h; 0, M).",
+           source=f"Vaswani et al. 2017, sec. 3.1; {GPT2}")
+def check_serial_composition(ctx: Context, p: dict) -> None:
     x = _block_x(ctx, p)
     attention, mlp, n1, n2 = _sublayers(ctx, p)
     h = x + attention(n1(x))
-    a = _block(ctx, x, attention, mlp, n1, n2, False)
-    b = _block(ctx, h, torch.zeros_like, mlp, n1, n2, False)
-    assert_agree(ctx, a, b, "serial block vs the block with zero attention applied to h = x + attention(n1(x)): the MLP must read h")
+    a = call(ctx, x.shape, x, attention, mlp, n1, n2, False)
+    b = call(ctx, h.shape, h, torch.zeros_like, mlp, n1, n2, False)
+    assert_agree(ctx, a, b, "serial block vs the block with zero attention applied to h = x + attention(n1(x)): the "
+                 "MLP must read h")
 
 
-def _check_zero_identity(ctx: Context, p: dict) -> None:
+@invariant("transformer_block.zero_sublayers_identity", examples=_block_examples(),
+           statement="With attention and MLP outputting zeros the block is exactly the identity, in both layouts.",
+           source="Xiong et al. 2020 (pre-norm residual stream)")
+def check_zero_sublayers_identity(ctx: Context, p: dict) -> None:
     x = _block_x(ctx, p)
     _, _, n1, n2 = _sublayers(ctx, p)
-    out = _block(ctx, x, torch.zeros_like, torch.zeros_like, n1, n2, p["parallel"])
-    if not torch.equal(out, x):
-        idx = [int(i) for i in (out != x).nonzero()[0]]
-        ctx.fail(f"block with zero attention and zero MLP changed x at {idx}: a pre-norm block must be the identity", index=idx)
-
-
-TRANSFORMER_BLOCK = Component(
-    name="transformer_block",
-    family="feedforward",
-    signature="transformer_block(x: Float[B, L, D], attention: Callable, mlp: Callable, attention_norm: Callable, mlp_norm: Callable, "
-    "parallel: bool = False) -> Float[B, L, D]",
-    summary="Pre-norm block: serial h = x + attn(n1(x)), h + mlp(n2(h)) (GPT-2, Llama) or parallel x + attn(n1(x)) + mlp(n2(x)) (GPT-J, PaLM).",
-    reference=ref.transformer_block,
-    invariants=(
-        Invariant("transformer_block.reference.matches", "Serial and parallel blocks equal the float64 reference.",
-                  f"{PARALLEL}; {GPT2}", "differential", _block_examples(), _check_block_reference),
-        Invariant("transformer_block.parallel.additive",
-                  "Parallel: both branches read the block input, so block(A, M) = block(A, 0) + block(0, M) - x.",
-                  PARALLEL, "property", _block_examples(parallel=True), _check_parallel_additive),
-        Invariant("transformer_block.serial.mlp_reads_attention_output",
-                  "Serial: the MLP reads h = x + attention(n1(x)), so block(x; A, M) = block(h; 0, M).",
-                  f"Vaswani et al. 2017, sec. 3.1; {GPT2}", "property", _block_examples(parallel=False), _check_serial_composition),
-        Invariant("transformer_block.zero_sublayers_identity",
-                  "With attention and MLP outputting zeros the block is exactly the identity, in both layouts.",
-                  "Xiong et al. 2020 (pre-norm residual stream)", "property", _block_examples(), _check_zero_identity),
-    ),
-)
-
-COMPONENTS = (FEED_FORWARD, SWIGLU, GEGLU, FFN_HIDDEN_DIM, TRANSFORMER_BLOCK)
+    out = call(ctx, x.shape, x, torch.zeros_like, torch.zeros_like, n1, n2, p["parallel"])
+    assert_equal(ctx, out, x, "block with zero attention and zero MLP (a pre-norm block must be the identity)")

@@ -9,9 +9,8 @@ import torch
 from hypothesis import strategies as st
 
 from ..reference import positions as ref
-from .checks import PROPERTY_ULPS, assert_agree, assert_matches, reference_pair, to64
-from .core import Component, Context, Invariant, Violation
-from .guard import expect_tensor
+from .checks import PROPERTY_ULPS, assert_agree, assert_equal, assert_matches, assert_within, call, reference_pair, to64
+from .core import Component, Context, Violation, invariant, row
 from .strategies import layouts, materialize, patterns, seeds, sizes
 
 SU = "Su et al. 2021, RoFormer, eq. 34"
@@ -19,13 +18,34 @@ HF_ROPE = "transformers models/llama/modeling_llama.py (rotate_half, apply_rotar
 GPTJ_ROPE = "transformers models/gptj/modeling_gptj.py (rotate_every_two); Meta llama/model.py apply_rotary_emb"
 LLAMA3 = "Meta llama-models apply_scaling (Llama 3.1); transformers modeling_rope_utils._compute_llama3_parameters"
 VASWANI = "Vaswani et al. 2017, Attention Is All You Need, sec. 3.5"
-GPT2_GEN = "Radford et al. 2019 (GPT-2 wpe, n_positions); Raschka 2024, Build a Large Language Model (From Scratch), listing 4.8"
+GPT2_GEN = ("Radford et al. 2019 (GPT-2 wpe, n_positions); Raschka 2024, Build a Large Language Model (From Scratch), "
+            "listing 4.8")
 
+#: the two RoPE pair layouts, by `interleaved`; a convention failure names the one the target follows.
 CONVENTIONS = {
     False: "rotate-half: pair i is dims (i, i + D/2), as in Hugging Face Llama and GPT-NeoX",
     True: "interleaved: pair i is dims (2i, 2i + 1), as in GPT-J and Meta's original Llama",
 }
 FEATURES = {"theta": "a RoPE base theta other than 10000"}
+#: the bases the theta invariants draw: tiny, default, Llama 3's, and Qwen/Code Llama's.
+THETAS = (100.0, 10000.0, 500000.0, 1e6)
+
+ROPE = Component(
+    name="rope",
+    signature="rope(x: Float[B, H, L, D], positions: Int64[L], theta: float = 10000.0) -> Float[B, H, L, D]",
+    summary="Rotary position embedding, rotate-half convention (HF Llama, GPT-NeoX): x cos + rotate_half(x) sin.",
+    reference=ref.rope,
+    features=FEATURES,
+)
+
+ROPE_INTERLEAVED = Component(
+    name="rope_interleaved",
+    signature="rope_interleaved(x: Float[B, H, L, D], positions: Int64[L], theta: float = 10000.0) "
+    "-> Float[B, H, L, D]",
+    summary="Rotary position embedding on adjacent pairs (GPT-J, Meta's original Llama).",
+    reference=ref.rope_interleaved,
+    features=FEATURES,
+)
 
 
 def angle_ulps(ctx: Context, max_position: int) -> float:
@@ -35,7 +55,8 @@ def angle_ulps(ctx: Context, max_position: int) -> float:
     return PROPERTY_ULPS + 4 * max(max_position, 1) * angle_eps / torch.finfo(ctx.dtype).eps
 
 
-def rotary_reference_pair(x: torch.Tensor, positions: torch.Tensor, inv_freq64: torch.Tensor, inv_freq_lowp, interleaved: bool = False):
+def rotary_reference_pair(x: torch.Tensor, positions: torch.Tensor, inv_freq64: torch.Tensor, inv_freq_lowp,
+                          interleaved: bool = False):
     """(float64 reference, error witness) for a rotation with frequencies `inv_freq64` (float64).
 
     The witness is what the tolerance policy compares against: in float64, the rotation with x and the frequencies
@@ -53,7 +74,8 @@ def rotary_reference_pair(x: torch.Tensor, positions: torch.Tensor, inv_freq64: 
 
 def rope_pair(x: torch.Tensor, positions: torch.Tensor, theta: float, interleaved: bool):
     d = x.shape[-1]
-    return rotary_reference_pair(x, positions, ref.rope_inv_freq(d, theta), lambda: ref.rope_inv_freq(d, theta, torch.float32), interleaved)
+    return rotary_reference_pair(x, positions, ref.rope_inv_freq(d, theta),
+                                 lambda: ref.rope_inv_freq(d, theta, torch.float32), interleaved)
 
 
 @st.composite
@@ -73,7 +95,8 @@ def rope_examples(draw, thetas=(10000.0,)) -> dict:
 
 
 def rope_inputs(ctx: Context, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    x = materialize((p["B"], p["H"], p["L"], p["D"]), p["seed"], ctx.dtype, ctx.device, p["pattern"], layout=p["layout"])
+    x = materialize((p["B"], p["H"], p["L"], p["D"]), p["seed"], ctx.dtype, ctx.device, p["pattern"],
+                    layout=p["layout"])
     positions = torch.arange(p["start"], p["start"] + p["L"])
     if p["shuffle"]:
         positions = positions[torch.randperm(p["L"], generator=torch.Generator().manual_seed(p["seed"]))]
@@ -81,36 +104,37 @@ def rope_inputs(ctx: Context, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _theta_kwargs(p: dict) -> dict:
+    """theta only when it is not the default, so a target without the `theta` feature is checked at 10000."""
     return {} if p["theta"] == 10000.0 else {"theta": p["theta"]}
 
 
-def _rope(ctx: Context, x: torch.Tensor, positions: torch.Tensor, **kwargs) -> torch.Tensor:
-    return expect_tensor(ctx.target(x, positions, **kwargs), tuple(x.shape), ctx.dtype, ctx.device)
-
-
-def _reference_check(interleaved: bool):
-    def check(ctx: Context, p: dict) -> None:
-        x, positions = rope_inputs(ctx, p)
-        ref64, lowp = rope_pair(x, positions, p["theta"], interleaved)
-        assert_matches(ctx, ctx.target(x, positions, **_theta_kwargs(p)), ref64, lowp)
-
-    return check
-
-
-def _check_norm(ctx: Context, p: dict) -> None:
+@invariant(row("rope.reference.matches", interleaved=False, source=f"{SU}; {HF_ROPE}",
+               statement="Output equals the float64 reference (rotate-half) at arbitrary int64 positions, up to 4098."),
+           row("rope_interleaved.reference.matches", interleaved=True, source=f"{SU}; {GPTJ_ROPE}",
+               statement="Output equals the float64 reference (interleaved) at arbitrary int64 positions, up to 4098."),
+           kind="differential", examples=rope_examples())
+def check_rope_reference(ctx: Context, p: dict, interleaved: bool) -> None:
     x, positions = rope_inputs(ctx, p)
-    out = _rope(ctx, x, positions, **_theta_kwargs(p))
-    slack = angle_ulps(ctx, int(positions.max()))
-    assert_agree(ctx, to64(out).norm(dim=-1), to64(x).norm(dim=-1), "per-position vector norms after vs before RoPE", ulps=slack)
+    ref64, lowp = rope_pair(x, positions, p["theta"], interleaved)
+    assert_matches(ctx, ctx.target(x, positions, **_theta_kwargs(p)), ref64, lowp)
 
 
-def _check_position_zero(ctx: Context, p: dict) -> None:
+@invariant("rope.norm_preserving", "rope_interleaved.norm_preserving", examples=rope_examples(),
+           statement="Each position's head vector keeps its Euclidean norm (a rotation).",
+           source=f"{SU} (orthogonal R_m)")
+def check_norm_preserving(ctx: Context, p: dict) -> None:
     x, positions = rope_inputs(ctx, p)
-    out = _rope(ctx, x, torch.zeros_like(positions), **_theta_kwargs(p))
-    if not torch.equal(out, x):
-        idx = [int(i) for i in (out != x).nonzero()[0]]
-        ctx.fail(f"RoPE at position 0 changed element {idx}: {float(x[tuple(idx)]):.6g} -> {float(out[tuple(idx)]):.6g} "
-                 "(cos 0 = 1 and sin 0 = 0 make it exactly the identity)", index=idx)
+    out = call(ctx, x.shape, x, positions, **_theta_kwargs(p))
+    assert_agree(ctx, to64(out).norm(dim=-1), to64(x).norm(dim=-1), "per-position vector norms after vs before RoPE",
+                 ulps=angle_ulps(ctx, int(positions.max())))
+
+
+@invariant("rope.position_zero_identity", "rope_interleaved.position_zero_identity", examples=rope_examples(),
+           statement="At position 0 the output is exactly the input.", source=f"{SU} (R_0 = I)")
+def check_position_zero_identity(ctx: Context, p: dict) -> None:
+    x, positions = rope_inputs(ctx, p)
+    out = call(ctx, x.shape, x, torch.zeros_like(positions), **_theta_kwargs(p))
+    assert_equal(ctx, out, x, "RoPE at position 0 vs its input (cos 0 = 1 and sin 0 = 0 make it exactly the identity)")
 
 
 @st.composite
@@ -120,29 +144,31 @@ def _relative_examples(draw, thetas=(10000.0,)) -> dict:
     return p
 
 
-def _check_relative(ctx: Context, p: dict) -> None:
+@invariant("rope.relative.dot_product", "rope_interleaved.relative.dot_product", examples=_relative_examples(),
+           statement="<rope(q, m), rope(k, n)> depends only on m - n: shifting both positions by s leaves it unchanged "
+           "(random m, n, s).", source=f"{SU}, eq. 16")
+def check_relative_dot_product(ctx: Context, p: dict) -> None:
     # <rope(q, m), rope(k, n)> = <rope(q, m + s), rope(k, n + s)>: q and k are two positions of one call.
     x, _ = rope_inputs(ctx, {**p, "L": 2})
-    kwargs = _theta_kwargs(p)
     dots = []
     for offset in (0, p["shift"]):
         positions = torch.tensor([p["m"] + offset, p["n"] + offset], device=ctx.device)
-        out = to64(_rope(ctx, x, positions, **kwargs))
+        out = to64(call(ctx, x.shape, x, positions, **_theta_kwargs(p)))
         dots.append((out[..., 0, :] * out[..., 1, :]).sum(-1))
     x64 = to64(x)
     scale = float((x64[..., 0, :].norm(dim=-1) * x64[..., 1, :].norm(dim=-1)).max())
-    slack = angle_ulps(ctx, max(p["m"], p["n"]) + p["shift"]) * torch.finfo(ctx.dtype).eps * max(scale, 1e-30)
-    worst = float((dots[0] - dots[1]).abs().max())
-    if worst > slack:
-        ctx.fail(f"<rope(q, {p['m']}), rope(k, {p['n']})> and the same at positions shifted by {p['shift']} differ by {worst:.3g} "
-                 f"(allowed {slack:.3g}): the score must depend on m - n only", max_abs=worst)
+    allowed = angle_ulps(ctx, max(p["m"], p["n"]) + p["shift"]) * torch.finfo(ctx.dtype).eps * max(scale, 1e-30)
+    worst = int((dots[0] - dots[1]).abs().argmax())
+    assert_within(ctx, float(dots[1].flatten()[worst]), float(dots[0].flatten()[worst]), allowed,
+                  f"<rope(q, {p['m']} + {p['shift']}), rope(k, {p['n']} + {p['shift']})> vs <rope(q, {p['m']}), "
+                  f"rope(k, {p['n']})>: the score must depend on m - n only")
 
 
-def probe_rotations(ctx: Context, dim: int, position: int, call) -> torch.Tensor:
+def probe_rotations(ctx: Context, dim: int, position: int, *args, **kwargs) -> torch.Tensor:
     """Image of every basis vector e_j at one position: a [D, D] float64 matrix, row j = rope(e_j). The basis vectors
-    are the D heads of one [1, D, 1, D] input."""
+    are the D heads of one [1, D, 1, D] input; `args` and `kwargs` follow x and positions in the call."""
     eye = torch.eye(dim, dtype=ctx.dtype, device=ctx.device)[None, :, None, :]
-    out = expect_tensor(call(eye, torch.tensor([position], device=ctx.device)), tuple(eye.shape), ctx.dtype, ctx.device)
+    out = call(ctx, eye.shape, eye, torch.tensor([position], device=ctx.device), *args, **kwargs)
     return to64(out)[0, :, 0, :]
 
 
@@ -153,142 +179,113 @@ def partners(dim: int, interleaved: bool) -> torch.Tensor:
 
 @st.composite
 def _convention_examples(draw, thetas=(10000.0,)) -> dict:
-    return {"D": 2 * draw(sizes(1, 8)), "position": draw(st.sampled_from([1, 2, 3])), "theta": draw(st.sampled_from(thetas))}
+    return {"D": 2 * draw(sizes(1, 8)), "position": draw(st.sampled_from([1, 2, 3])),
+            "theta": draw(st.sampled_from(thetas))}
 
 
-def _convention_check(interleaved: bool):
-    def check(ctx: Context, p: dict) -> None:
-        d = p["D"]
-        rows = probe_rotations(ctx, d, p["position"], lambda x, pos: ctx.target(x, pos, **_theta_kwargs(p)))
-        support = rows.abs() > PROPERTY_ULPS * torch.finfo(ctx.dtype).eps
-        j = torch.arange(d)
-        allowed = torch.zeros(d, d, dtype=torch.bool)
-        allowed[j, j] = True
-        allowed[j, partners(d, interleaved)] = True
-        if (support & ~allowed).any():
-            other = torch.zeros(d, d, dtype=torch.bool)
-            other[j, j] = True
-            other[j, partners(d, not interleaved)] = True
-            bad = [int(i) for i in (support & ~allowed).nonzero()[0]]
-            name = ("; the target follows the other convention, " + CONVENTIONS[not interleaved]) if not (support & ~other).any() else ""
-            ctx.fail(f"RoPE mixes dims {bad[0]} and {bad[1]}, which are not a pair in the {CONVENTIONS[interleaved]}{name}", index=bad)
+@invariant(row("rope.convention.pairs", interleaved=False, source=f"{SU}; {HF_ROPE}",
+               statement="Only the dims of a pair are mixed, pairs in the rotate-half: pair i is dims (i, i + D/2), as "
+               "in Hugging Face Llama and GPT-NeoX; a target in the other convention is reported by name."),
+           row("rope_interleaved.convention.pairs", interleaved=True, source=f"{SU}; {GPTJ_ROPE}",
+               statement="Only the dims of a pair are mixed, pairs in the interleaved: pair i is dims (2i, 2i + 1), as "
+               "in GPT-J and Meta's original Llama; a target in the other convention is reported by name."),
+           examples=_convention_examples())
+def check_convention_pairs(ctx: Context, p: dict, interleaved: bool) -> None:
+    d = p["D"]
+    rows = probe_rotations(ctx, d, p["position"], **_theta_kwargs(p))
+    support = rows.abs() > PROPERTY_ULPS * torch.finfo(ctx.dtype).eps
+    j = torch.arange(d)
+    allowed = torch.zeros(d, d, dtype=torch.bool)
+    allowed[j, j] = True
+    allowed[j, partners(d, interleaved)] = True
+    if (support & ~allowed).any():
+        other = torch.zeros(d, d, dtype=torch.bool)
+        other[j, j] = True
+        other[j, partners(d, not interleaved)] = True
+        bad = [int(i) for i in (support & ~allowed).nonzero()[0]]
+        follows_other = not (support & ~other).any()
+        name = f"; the target follows the other convention, {CONVENTIONS[not interleaved]}" if follows_other else ""
+        ctx.fail(f"RoPE mixes dims {bad[0]} and {bad[1]}, which are not a pair in the {CONVENTIONS[interleaved]}{name}",
+                 index=bad)
 
-    return check
 
-
-def _check_frequencies(ctx: Context, p: dict, interleaved: bool, expected_inv_freq: torch.Tensor, call, what: str) -> None:
-    """Read each pair's rotation angle at p['position'] off the target and compare with position * expected_inv_freq."""
-    d, m = p["D"], p["position"]
-    rows = probe_rotations(ctx, d, m, call)
+def check_angles(ctx: Context, rows: torch.Tensor, position: int, interleaved: bool, expected_inv_freq: torch.Tensor,
+                 what: str) -> None:
+    """Read each pair's rotation angle off `rows` (probe_rotations at `position`) and compare it with
+    position * expected_inv_freq, allowing 8 eps of the angle, the float32 (float64) angle error at `position`, and
+    2 eps more for angles above 1 rad."""
+    d = rows.shape[-1]
     first = torch.arange(0, d, 2) if interleaved else torch.arange(d // 2)
     second = partners(d, interleaved)[first]
     angles = torch.atan2(rows[first, second], rows[first, first])
-    expected = m * expected_inv_freq
-    eps = torch.finfo(ctx.dtype).eps
-    allowed = 8 * eps * expected + 4 * m * torch.finfo(ref.angle_dtype_for(ctx.dtype)).eps + 2 * eps * (expected > 1)
-    if ((angles - expected).abs() > allowed).any():
-        i = int(((angles - expected).abs() - allowed).argmax())
-        ctx.fail(f"pair {i} rotates by {float(angles[i]):.6g} rad at position {m}, expected {float(expected[i]):.6g} ({what})", index=[i])
+    expected = position * expected_inv_freq
+    eps, angle_eps = torch.finfo(ctx.dtype).eps, torch.finfo(ref.angle_dtype_for(ctx.dtype)).eps
+    allowed = 8 * eps * expected + 4 * position * angle_eps + 2 * eps * (expected > 1)
+    i = int(((angles - expected).abs() - allowed).argmax())  # the pair furthest outside its allowance
+    assert_within(ctx, float(angles[i]), float(expected[i]), float(allowed[i]),
+                  f"pair {i}'s rotation at position {position}, in rad ({what})")
 
 
-def _theta_check(interleaved: bool):
-    def check(ctx: Context, p: dict) -> None:
-        expected = ref.rope_inv_freq(p["D"], p["theta"])
-        _check_frequencies(ctx, p, interleaved, expected, lambda x, pos: ctx.target(x, pos, **_theta_kwargs(p)),
-                           f"theta={p['theta']:g}: pair i turns by m * theta^(-2i/D)")
+@invariant(row("rope.theta.frequencies", interleaved=False),
+           row("rope_interleaved.theta.frequencies", interleaved=True),
+           statement="theta changes only the frequencies: pair i turns by m * theta^(-2i/D) (pair 0 by m, whatever "
+           "theta).", source=f"{SU}, eq. 15", examples=_convention_examples(THETAS), requires={"theta"})
+def check_theta_frequencies(ctx: Context, p: dict, interleaved: bool) -> None:
+    rows = probe_rotations(ctx, p["D"], p["position"], **_theta_kwargs(p))
+    check_angles(ctx, rows, p["position"], interleaved, ref.rope_inv_freq(p["D"], p["theta"]),
+                 f"theta={p['theta']:g}: pair i turns by m * theta^(-2i/D)")
 
-    return check
 
-
-def _check_interleaved_is_permuted(ctx: Context, p: dict) -> None:
+@invariant("rope_interleaved.equals_permuted_rotate_half", kind="differential", examples=rope_examples(THETAS),
+           statement="rope_interleaved(x)[..., P] = rope(x[..., P]) for the fixed permutation P = (0, 2, 4, ..., 1, 3, "
+           "5, ...).", source=f"{SU}; {HF_ROPE}; {GPTJ_ROPE}", requires={"theta"})
+def check_interleaved_is_permuted(ctx: Context, p: dict) -> None:
     # rope_interleaved(x)[..., P] = rope(x[..., P]) with P = (0, 2, 4, ..., 1, 3, 5, ...).
     x, positions = rope_inputs(ctx, p)
     perm = ref.interleaved_to_half(p["D"]).to(ctx.device)
     ref64, lowp = rope_pair(x[..., perm], positions, p["theta"], interleaved=False)
     inverse = torch.argsort(perm).cpu()
     out = ctx.target(x, positions, **_theta_kwargs(p))
-    assert_matches(ctx, out, ref64[..., inverse], lowp[..., inverse], what="interleaved RoPE vs rotate-half RoPE conjugated by P")
-
-
-def _rope_invariants(name: str, interleaved: bool) -> tuple[Invariant, ...]:
-    source = f"{SU}; {GPTJ_ROPE if interleaved else HF_ROPE}"
-    thetas = (100.0, 10000.0, 500000.0, 1e6)
-    convention = CONVENTIONS[interleaved].split(":")[0]
-    invariants = [
-        Invariant(f"{name}.reference.matches",
-                  f"Output equals the float64 reference ({convention}) at arbitrary int64 positions, up to 4098.",
-                  source, "differential", rope_examples(), _reference_check(interleaved)),
-        Invariant(f"{name}.norm_preserving", "Each position's head vector keeps its Euclidean norm (a rotation).",
-                  f"{SU} (orthogonal R_m)", "property", rope_examples(), _check_norm),
-        Invariant(f"{name}.position_zero_identity", "At position 0 the output is exactly the input.",
-                  f"{SU} (R_0 = I)", "property", rope_examples(), _check_position_zero),
-        Invariant(f"{name}.relative.dot_product",
-                  "<rope(q, m), rope(k, n)> depends only on m - n: shifting both positions by s leaves it unchanged (random m, n, s).",
-                  f"{SU}, eq. 16", "property", _relative_examples(), _check_relative),
-        Invariant(f"{name}.convention.pairs", f"Only the dims of a pair are mixed, pairs in the {CONVENTIONS[interleaved]}; "
-                  "a target in the other convention is reported by name.",
-                  source, "property", _convention_examples(), _convention_check(interleaved)),
-        Invariant(f"{name}.theta.frequencies",
-                  "theta changes only the frequencies: pair i turns by m * theta^(-2i/D) (pair 0 by m, whatever theta).",
-                  f"{SU}, eq. 15", "property", _convention_examples(thetas), _theta_check(interleaved), requires=frozenset({"theta"})),
-    ]
-    if interleaved:
-        invariants.append(Invariant(
-            f"{name}.equals_permuted_rotate_half", "rope_interleaved(x)[..., P] = rope(x[..., P]) for the fixed permutation P = (0, 2, 4, ..., 1, 3, 5, ...).",
-            f"{SU}; {HF_ROPE}; {GPTJ_ROPE}", "differential", rope_examples(thetas), _check_interleaved_is_permuted, requires=frozenset({"theta"})))
-    return tuple(invariants)
-
-
-ROPE = Component(
-    name="rope",
-    family="positions",
-    signature="rope(x: Float[B, H, L, D], positions: Int64[L], theta: float = 10000.0) -> Float[B, H, L, D]",
-    summary="Rotary position embedding, rotate-half convention (HF Llama, GPT-NeoX): x cos + rotate_half(x) sin.",
-    reference=ref.rope,
-    features=FEATURES,
-    invariants=_rope_invariants("rope", interleaved=False),
-)
-
-ROPE_INTERLEAVED = Component(
-    name="rope_interleaved",
-    family="positions",
-    signature="rope_interleaved(x: Float[B, H, L, D], positions: Int64[L], theta: float = 10000.0) -> Float[B, H, L, D]",
-    summary="Rotary position embedding on adjacent pairs (GPT-J, Meta's original Llama).",
-    reference=ref.rope_interleaved,
-    features=FEATURES,
-    invariants=_rope_invariants("rope_interleaved", interleaved=True),
-)
+    assert_matches(ctx, out, ref64[..., inverse], lowp[..., inverse],
+                   what="interleaved RoPE vs rotate-half RoPE conjugated by P")
 
 
 # --- Llama 3 scaling ------------------------------------------------------------------------------------
+
+ROPE_LLAMA3 = Component(
+    name="rope_llama3",
+    signature="rope_llama3(x: Float[B, H, L, D], positions: Int64[L], theta: float = 500000.0, factor: float = 8.0, "
+    "low_freq_factor: float = 1.0, high_freq_factor: float = 4.0, original_max_position_embeddings: int = 8192) "
+    "-> Float[B, H, L, D]",
+    summary="Rotate-half RoPE with Llama 3.1 frequency scaling (HF rope_type 'llama3').",
+    reference=ref.rope_llama3,
+)
 
 
 @st.composite
 def _llama3_examples(draw, factors=(1.0, 2.0, 8.0, 32.0)) -> dict:
     low, high = draw(st.sampled_from([(1.0, 4.0), (1.0, 2.0), (2.0, 8.0)]))
     p = draw(rope_examples())
-    p.update(theta=draw(st.sampled_from([10000.0, 500000.0])), factor=draw(st.sampled_from(factors)), low=low, high=high,
-             original=draw(st.sampled_from([16, 64, 512, 8192])), start=draw(st.sampled_from([0, 5, 1000, 9000])))
+    p.update(theta=draw(st.sampled_from([10000.0, 500000.0])), factor=draw(st.sampled_from(factors)), low=low,
+             high=high, original=draw(st.sampled_from([16, 64, 512, 8192])),
+             start=draw(st.sampled_from([0, 5, 1000, 9000])))
     return p
 
 
 def _scaling(p: dict) -> tuple:
+    """rope_llama3's arguments after x and positions."""
     return (p["theta"], p["factor"], p["low"], p["high"], p["original"])
 
 
-def _check_llama3_reference(ctx: Context, p: dict) -> None:
+@invariant("rope_llama3.reference.matches", kind="differential", examples=_llama3_examples(),
+           statement="Output equals the float64 reference for varied factors, bands and positions up to 9005.",
+           source=f"{LLAMA3}; {HF_ROPE}")
+def check_llama3_reference(ctx: Context, p: dict) -> None:
     x, positions = rope_inputs(ctx, p)
     d = x.shape[-1]
     ref64, lowp = rotary_reference_pair(x, positions, ref.llama3_inv_freq(d, *_scaling(p)),
                                         lambda: ref.llama3_inv_freq(d, *_scaling(p), dtype=torch.float32))
     assert_matches(ctx, ctx.target(x, positions, *_scaling(p)), ref64, lowp)
-
-
-def _check_llama3_factor_one(ctx: Context, p: dict) -> None:
-    x, positions = rope_inputs(ctx, p)
-    ref64, lowp = rope_pair(x, positions, p["theta"], interleaved=False)
-    out = ctx.target(x, positions, p["theta"], 1.0, p["low"], p["high"], p["original"])
-    assert_matches(ctx, out, ref64, lowp, what="Llama 3 RoPE with factor 1 (vs plain rotate-half RoPE)")
 
 
 @st.composite
@@ -298,39 +295,41 @@ def _bands_examples(draw) -> dict:
     return p
 
 
-def _check_llama3_bands(ctx: Context, p: dict) -> None:
+@invariant("rope_llama3.frequencies.bands", examples=_bands_examples(), source=LLAMA3,
+           statement="Pairs with wavelength 2 pi / f below original_max / high_freq_factor keep f, those above "
+           "original_max / low_freq_factor turn at f / factor, and the rest interpolate: (1 - s) f / factor + s f, "
+           "s = (original_max / wavelength - low) / (high - low).")
+def check_llama3_bands(ctx: Context, p: dict) -> None:
     base = ref.rope_inv_freq(p["D"], p["theta"])
     wavelength = 2 * math.pi / base
     high_band, low_band = wavelength < p["original"] / p["high"], wavelength > p["original"] / p["low"]
-    expected = ref.llama3_inv_freq(p["D"], *_scaling(p))
-    bands = ", ".join(f"{n} pairs {w}" for n, w in ((int(high_band.sum()), "kept"), (int(low_band.sum()), f"divided by {p['factor']:g}"),
-                                                     (int((~high_band & ~low_band).sum()), "interpolated")))
-    _check_frequencies(ctx, p, False, expected, lambda x, pos: ctx.target(x, pos, *_scaling(p)),
-                       f"Llama 3 bands for original_max {p['original']}, low/high {p['low']:g}/{p['high']:g}: {bands}")
+    counts = ((int(high_band.sum()), "kept"), (int(low_band.sum()), f"divided by {p['factor']:g}"),
+              (int((~high_band & ~low_band).sum()), "interpolated"))
+    bands = ", ".join(f"{n} pairs {how}" for n, how in counts)
+    rows = probe_rotations(ctx, p["D"], p["position"], *_scaling(p))
+    check_angles(ctx, rows, p["position"], False, ref.llama3_inv_freq(p["D"], *_scaling(p)),
+                 f"Llama 3 bands for original_max {p['original']}, low/high {p['low']:g}/{p['high']:g}: {bands}")
 
 
-ROPE_LLAMA3 = Component(
-    name="rope_llama3",
-    family="positions",
-    signature="rope_llama3(x: Float[B, H, L, D], positions: Int64[L], theta: float = 500000.0, factor: float = 8.0, "
-    "low_freq_factor: float = 1.0, high_freq_factor: float = 4.0, original_max_position_embeddings: int = 8192) -> Float[B, H, L, D]",
-    summary="Rotate-half RoPE with Llama 3.1 frequency scaling (HF rope_type 'llama3').",
-    reference=ref.rope_llama3,
-    invariants=(
-        Invariant("rope_llama3.reference.matches",
-                  "Output equals the float64 reference for varied factors, bands and positions up to 9005.",
-                  f"{LLAMA3}; {HF_ROPE}", "differential", _llama3_examples(), _check_llama3_reference),
-        Invariant("rope_llama3.frequencies.bands", "Pairs with wavelength 2 pi / f below original_max / high_freq_factor keep f, those above original_max / "
-                  "low_freq_factor turn at f / factor, and the rest interpolate: (1 - s) f / factor + s f, s = (original_max / wavelength - low) / (high - low).",
-                  LLAMA3, "property", _bands_examples(), _check_llama3_bands),
-        Invariant("rope_llama3.factor_one_is_rope",
-                  "factor = 1 gives plain rotate-half RoPE with the same theta, whatever the band parameters.",
-                  LLAMA3, "differential", _llama3_examples(factors=(1.0,)), _check_llama3_factor_one),
-    ),
-)
+@invariant("rope_llama3.factor_one_is_rope", kind="differential", examples=_llama3_examples(factors=(1.0,)),
+           statement="factor = 1 gives plain rotate-half RoPE with the same theta, whatever the band parameters.",
+           source=LLAMA3)
+def check_llama3_factor_one(ctx: Context, p: dict) -> None:
+    x, positions = rope_inputs(ctx, p)
+    ref64, lowp = rope_pair(x, positions, p["theta"], interleaved=False)
+    out = ctx.target(x, positions, p["theta"], 1.0, p["low"], p["high"], p["original"])
+    assert_matches(ctx, out, ref64, lowp, what="Llama 3 RoPE with factor 1 (vs plain rotate-half RoPE)")
 
 
 # --- sinusoidal -----------------------------------------------------------------------------------------
+
+SINUSOIDAL = Component(
+    name="sinusoidal_positions",
+    signature="sinusoidal_positions(num_positions: int, dim: int) -> Float32[num_positions, dim]",
+    summary="PE(pos, 2i) = sin(pos / 10000^(2i/dim)), PE(pos, 2i + 1) = cos(pos / 10000^(2i/dim)); float32 table.",
+    reference=ref.sinusoidal_positions,
+    dtypes=(torch.float32,),
+)
 
 
 @st.composite
@@ -339,54 +338,49 @@ def _sinusoidal_examples(draw) -> dict:
             "k": draw(st.integers(0, 300)), "pos": draw(st.integers(0, 300))}
 
 
-def _table(ctx: Context, n: int, d: int) -> torch.Tensor:
-    return expect_tensor(ctx.target(n, d), (n, d), ctx.dtype, ctx.device)
-
-
-def _check_sinusoidal_reference(ctx: Context, p: dict) -> None:
+@invariant("sinusoidal_positions.reference.matches", kind="differential", examples=_sinusoidal_examples(),
+           statement="The table equals the formula (sin at even dims, cos at odd dims), computed in float64, up to "
+           "2048 positions.", source=VASWANI)
+def check_sinusoidal_reference(ctx: Context, p: dict) -> None:
     n, d = p["num_positions"], p["dim"]
     ref64 = ref.sinusoidal_positions(n, d, torch.float64)
     lowp = ref.sinusoidal_positions(n, d, ctx.dtype, angle_dtype=ref.angle_dtype_for(ctx.dtype))
     assert_matches(ctx, ctx.target(n, d), ref64, lowp, what="sinusoidal table")
 
 
-def _check_sinusoidal_rotation(ctx: Context, p: dict) -> None:
-    # PE(pos + k) = R(k) PE(pos): per pair, sin(a + b) = sin a cos b + cos a sin b and cos(a + b) = cos a cos b - sin a sin b,
-    # with cos b, sin b read from the target's own row k.
+@invariant("sinusoidal_positions.relative.rotation", examples=_sinusoidal_examples(),
+           statement="PE(pos + k) is a fixed linear function of PE(pos): the rotation of each (sin, cos) pair by the "
+           "angle of PE(k).", source=f"{VASWANI} ('PE_pos+k can be represented as a linear function of PE_pos')")
+def check_sinusoidal_rotation(ctx: Context, p: dict) -> None:
+    # PE(pos + k) = R(k) PE(pos): per pair, sin(a + b) = sin a cos b + cos a sin b and
+    # cos(a + b) = cos a cos b - sin a sin b, with cos b, sin b read from the target's own row k.
     d, k, pos = p["dim"], p["k"], p["pos"]
-    table = to64(_table(ctx, pos + k + 1, d))
+    table = to64(call(ctx, (pos + k + 1, d), pos + k + 1, d))
     sa, ca, sb, cb = table[pos, 0::2], table[pos, 1::2], table[k, 0::2], table[k, 1::2]
     rotated = torch.stack([sa * cb + ca * sb, ca * cb - sa * sb], dim=-1).flatten()
-    assert_agree(ctx, table[pos + k], rotated, f"PE({pos} + {k}) vs the rotation by PE({k}) of PE({pos})", ulps=angle_ulps(ctx, pos + k))
+    assert_agree(ctx, table[pos + k], rotated, f"PE({pos} + {k}) vs the rotation by PE({k}) of PE({pos})",
+                 ulps=angle_ulps(ctx, pos + k))
 
 
-def _check_sinusoidal_zero(ctx: Context, p: dict) -> None:
-    row = _table(ctx, p["num_positions"], p["dim"])[0]
+@invariant("sinusoidal_positions.position_zero", examples=_sinusoidal_examples(), source=VASWANI,
+           statement="PE(0) = (0, 1, 0, 1, ...) exactly.")
+def check_sinusoidal_position_zero(ctx: Context, p: dict) -> None:
+    first = call(ctx, (p["num_positions"], p["dim"]), p["num_positions"], p["dim"])[0]
     expected = torch.tensor([0.0, 1.0] * (p["dim"] // 2), dtype=ctx.dtype, device=ctx.device)
-    if not torch.equal(row, expected):
-        ctx.fail(f"PE(0) is {row.tolist()}, expected exactly (0, 1, 0, 1, ...): sin 0 at even dims, cos 0 at odd dims")
-
-
-SINUSOIDAL = Component(
-    name="sinusoidal_positions",
-    family="positions",
-    signature="sinusoidal_positions(num_positions: int, dim: int) -> Float32[num_positions, dim]",
-    summary="PE(pos, 2i) = sin(pos / 10000^(2i/dim)), PE(pos, 2i + 1) = cos(pos / 10000^(2i/dim)); float32 table.",
-    reference=ref.sinusoidal_positions,
-    dtypes=(torch.float32,),
-    invariants=(
-        Invariant("sinusoidal_positions.reference.matches",
-                  "The table equals the formula (sin at even dims, cos at odd dims), computed in float64, up to 2048 positions.",
-                  VASWANI, "differential", _sinusoidal_examples(), _check_sinusoidal_reference),
-        Invariant("sinusoidal_positions.relative.rotation",
-                  "PE(pos + k) is a fixed linear function of PE(pos): the rotation of each (sin, cos) pair by the angle of PE(k).",
-                  f"{VASWANI} ('PE_pos+k can be represented as a linear function of PE_pos')", "property", _sinusoidal_examples(), _check_sinusoidal_rotation),
-        Invariant("sinusoidal_positions.position_zero", "PE(0) = (0, 1, 0, 1, ...) exactly.", VASWANI, "property", _sinusoidal_examples(), _check_sinusoidal_zero),
-    ),
-)
+    assert_equal(ctx, first, expected, "PE(0), which must be exactly (0, 1, 0, 1, ...): sin 0 at even dims, cos 0 at "
+                 "odd dims")
 
 
 # --- learned positions and context cropping -------------------------------------------------------------
+
+LEARNED_POSITIONS = Component(
+    name="learned_positions",
+    signature="embedding(input: Int64[*batch, L], weight: Float[num_positions, D]) -> Float[*batch, L, D]  "
+    "(torch.nn.functional.embedding)",
+    summary="Learned absolute positional embeddings (GPT-2 wpe): a table lookup that refuses positions outside the "
+    "table.",
+    reference=ref.embedding,
+)
 
 
 @st.composite
@@ -409,17 +403,19 @@ def _embedding_inputs(ctx: Context, p: dict) -> tuple[torch.Tensor, torch.Tensor
     return positions.to(ctx.device), table
 
 
-def _check_lookup(ctx: Context, p: dict) -> None:
+@invariant("learned_positions.lookup.exact", examples=_embedding_examples(),
+           statement="Output row [..., l, :] is exactly weight[input[..., l]] (any order, repeats allowed).",
+           source=f"{GPT2_GEN}; torch.nn.functional.embedding")
+def check_lookup_exact(ctx: Context, p: dict) -> None:
     positions, table = _embedding_inputs(ctx, p)
-    out = expect_tensor(ctx.target(positions, table), (*positions.shape, p["D"]), ctx.dtype, ctx.device)
-    expected = table[positions]
-    if not torch.equal(out, expected):
-        idx = [int(i) for i in (out != expected).nonzero()[0]]
-        ctx.fail(f"output at {idx} is {float(out[tuple(idx)]):.6g}, expected row {int(positions[tuple(idx[:-1])])} of the table: "
-                 f"{float(expected[tuple(idx)]):.6g}", index=idx)
+    out = call(ctx, (*positions.shape, p["D"]), positions, table)
+    assert_equal(ctx, out, table[positions], "embedding(input, weight) vs weight[input]")
 
 
-def _check_out_of_range(ctx: Context, p: dict) -> None:
+@invariant("learned_positions.out_of_range.raises", examples=_embedding_examples(),
+           statement="A position >= num_positions or < 0 raises an error; it is never wrapped or clamped silently.",
+           source=f"{GPT2_GEN}; torch.nn.functional.embedding (IndexError: index out of range)")
+def check_out_of_range_raises(ctx: Context, p: dict) -> None:
     positions, table = _embedding_inputs(ctx, p)
     n = p["P"]
     for bad in (n + p["beyond"], -1 - p["beyond"]):
@@ -440,19 +436,13 @@ def _check_out_of_range(ctx: Context, p: dict) -> None:
         ctx.fail(f"position {bad} with a table of {n} rows returned a value instead of raising{how}")
 
 
-LEARNED_POSITIONS = Component(
-    name="learned_positions",
-    family="positions",
-    signature="embedding(input: Int64[*batch, L], weight: Float[num_positions, D]) -> Float[*batch, L, D]  (torch.nn.functional.embedding)",
-    summary="Learned absolute positional embeddings (GPT-2 wpe): a table lookup that refuses positions outside the table.",
-    reference=ref.embedding,
-    invariants=(
-        Invariant("learned_positions.lookup.exact", "Output row [..., l, :] is exactly weight[input[..., l]] (any order, repeats allowed).",
-                  f"{GPT2_GEN}; torch.nn.functional.embedding", "property", _embedding_examples(), _check_lookup),
-        Invariant("learned_positions.out_of_range.raises",
-                  "A position >= num_positions or < 0 raises an error; it is never wrapped or clamped silently.",
-                  f"{GPT2_GEN}; torch.nn.functional.embedding (IndexError: index out of range)", "property", _embedding_examples(), _check_out_of_range),
-    ),
+CROP_CONTEXT = Component(
+    name="crop_context",
+    signature="crop_context(idx: Int64[B, T], context_size: int) -> Int64[B, min(T, context_size)]",
+    summary="The last context_size tokens of the running context (GPT-2 generation: idx[:, -context_size:]), so "
+    "positions fit the table.",
+    reference=ref.crop_context,
+    dtypes=(),
 )
 
 
@@ -462,45 +452,32 @@ def _crop_examples(draw) -> dict:
 
 
 def _crop(ctx: Context, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random int64 context and the target's crop of it, which must be an int64 [B, min(T, context_size)]."""
     idx = torch.randint(0, 50257, (p["B"], p["T"]), generator=torch.Generator().manual_seed(p["seed"])).to(ctx.device)
     out = ctx.target(idx, p["context_size"])
     kept = min(p["T"], p["context_size"])
     if not isinstance(out, torch.Tensor) or out.dtype != idx.dtype or tuple(out.shape) != (p["B"], kept):
         got = f"{tuple(out.shape)} {out.dtype}" if isinstance(out, torch.Tensor) else type(out).__name__
-        ctx.fail(f"crop_context of a [{p['B']}, {p['T']}] int64 context to {p['context_size']} gave {got}, expected shape ({p['B']}, {kept}) int64")
+        ctx.fail(f"crop_context of a [{p['B']}, {p['T']}] int64 context to {p['context_size']} gave {got}, expected "
+                 f"shape ({p['B']}, {kept}) int64")
     return idx, out
 
 
-def _check_keeps_last(ctx: Context, p: dict) -> None:
+@invariant("crop_context.keeps_last_tokens", examples=_crop_examples(), source=GPT2_GEN,
+           statement="The output is the last min(T, context_size) tokens of each row, in order.")
+def check_keeps_last_tokens(ctx: Context, p: dict) -> None:
     idx, out = _crop(ctx, p)
-    if not torch.equal(out, idx[:, idx.shape[1] - out.shape[1]:]):
-        ctx.fail(f"cropping {p['T']} tokens to {p['context_size']} did not keep the last {out.shape[1]} in order: got {out[0].tolist()}, "
-                 f"context {idx[0].tolist()}")
+    kept = out.shape[1]
+    assert_equal(ctx, out, idx[:, idx.shape[1] - kept:],
+                 f"{p['T']} tokens cropped to {p['context_size']}, which must keep the last {kept} in order")
 
 
-def _check_short_unchanged(ctx: Context, p: dict) -> None:
+@invariant("crop_context.short_context_unchanged", examples=_crop_examples(), source=GPT2_GEN,
+           statement="A context no longer than context_size is returned unchanged.")
+def check_short_context_unchanged(ctx: Context, p: dict) -> None:
     # the drawn limit (raised to T), and every limit from T to 2T + 1: contexts shorter than the limit by every
     # margin from 0 to more than their own length (slicing from T - limit, a negative start, goes wrong in between)
     for size in dict.fromkeys([max(p["context_size"], p["T"]), *range(p["T"], 2 * p["T"] + 2)]):
         idx, out = _crop(ctx, {**p, "context_size": size})
-        if not torch.equal(out, idx):
-            ctx.fail(f"a context of {p['T']} tokens within context_size {size} was changed: {idx[0].tolist()} -> {out[0].tolist()}",
-                     context_size=size)
-
-
-CROP_CONTEXT = Component(
-    name="crop_context",
-    family="positions",
-    signature="crop_context(idx: Int64[B, T], context_size: int) -> Int64[B, min(T, context_size)]",
-    summary="The last context_size tokens of the running context (GPT-2 generation: idx[:, -context_size:]), so positions fit the table.",
-    reference=ref.crop_context,
-    dtypes=(),
-    invariants=(
-        Invariant("crop_context.keeps_last_tokens", "The output is the last min(T, context_size) tokens of each row, in order.",
-                  GPT2_GEN, "property", _crop_examples(), _check_keeps_last),
-        Invariant("crop_context.short_context_unchanged", "A context no longer than context_size is returned unchanged.",
-                  GPT2_GEN, "property", _crop_examples(), _check_short_unchanged),
-    ),
-)
-
-COMPONENTS = (ROPE, ROPE_INTERLEAVED, ROPE_LLAMA3, SINUSOIDAL, LEARNED_POSITIONS, CROP_CONTEXT)
+        assert_equal(ctx, out, idx, f"a context of {p['T']} tokens within context_size {size}, which must be "
+                     "returned unchanged")

@@ -14,12 +14,14 @@ from .test_external_conformance import check_conforms, unsupported
 
 def test_hf_llama_mlp_conforms():
     pytest.importorskip("transformers")
-    assert not unsupported(check_conforms("swiglu", "transformers.models.llama.modeling_llama:LlamaMLP", "hf_llama_mlp"))
+    mlp = "transformers.models.llama.modeling_llama:LlamaMLP"
+    assert not unsupported(check_conforms("swiglu", mlp, "hf_llama_mlp"))
 
 
 def test_hf_gpt2_mlp_conforms():
     pytest.importorskip("transformers")
-    assert not unsupported(check_conforms("feed_forward", "transformers.models.gpt2.modeling_gpt2:GPT2MLP", "hf_gpt2_mlp"))
+    mlp = "transformers.models.gpt2.modeling_gpt2:GPT2MLP"
+    assert not unsupported(check_conforms("feed_forward", mlp, "hf_gpt2_mlp"))
 
 
 def test_widths_match_hf_default_configs():
@@ -32,11 +34,13 @@ def test_widths_match_hf_default_configs():
 
 def test_glu_references_match_their_formulas():
     x = torch.randn(3, 5, dtype=torch.float64)
-    wg, wu, wd = torch.randn(7, 5, dtype=torch.float64), torch.randn(7, 5, dtype=torch.float64), torch.randn(5, 7, dtype=torch.float64)
+    wg, wu, wd = (torch.randn(*shape, dtype=torch.float64) for shape in ((7, 5), (7, 5), (5, 7)))
     torch.testing.assert_close(ref.swiglu(x, wg, wu, wd), F.linear(F.silu(F.linear(x, wg)) * F.linear(x, wu), wd))
-    torch.testing.assert_close(ref.geglu(x, wg, wu, wd, "tanh"), F.linear(F.gelu(F.linear(x, wg), approximate="tanh") * F.linear(x, wu), wd))
+    torch.testing.assert_close(ref.geglu(x, wg, wu, wd, "tanh"),
+                               F.linear(F.gelu(F.linear(x, wg), approximate="tanh") * F.linear(x, wu), wd))
     b_in, b_out = torch.randn(7, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
-    torch.testing.assert_close(ref.feed_forward(x, wg, wd, b_in, b_out, "relu"), F.linear(F.relu(F.linear(x, wg, b_in)), wd, b_out))
+    torch.testing.assert_close(ref.feed_forward(x, wg, wd, b_in, b_out, "relu"),
+                               F.linear(F.relu(F.linear(x, wg, b_in)), wd, b_out))
 
 
 def test_parallel_and_serial_blocks_differ_only_in_what_the_mlp_reads():

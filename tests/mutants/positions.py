@@ -61,7 +61,8 @@ def rope_interleaved_mixed(x, positions, theta=10000.0):
 
 
 def rope_interleaved_ignores_positions(x, positions, theta=10000.0):
-    return _rope(x, torch.arange(x.shape[-2], device=x.device), _inv_freq(x.shape[-1], theta), pairs="interleaved", table="interleaved")
+    return _rope(x, torch.arange(x.shape[-2], device=x.device), _inv_freq(x.shape[-1], theta), pairs="interleaved",
+                 table="interleaved")
 
 
 def rope_interleaved_theta_ignored(x, positions, theta=10000.0):
@@ -77,18 +78,21 @@ def _llama3(dim, theta, factor, low, high, original, *, smooth_reversed=False, s
     if smooth_reversed:
         smooth = 1 - smooth
     medium = (1 - smooth) * inv_freq / factor + smooth * inv_freq
-    return torch.where(wavelen < original / high, inv_freq, torch.where(wavelen > original / low, inv_freq / factor, medium))
+    return torch.where(wavelen < original / high, inv_freq,
+                       torch.where(wavelen > original / low, inv_freq / factor, medium))
 
 
 def llama3_scales_all_frequencies(x, positions, theta=500000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
                                   original_max_position_embeddings=8192):
-    f = _llama3(x.shape[-1], theta, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings, scale_all=True)
+    f = _llama3(x.shape[-1], theta, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings,
+                scale_all=True)
     return _rope(x, positions, f)
 
 
 def llama3_smooth_reversed(x, positions, theta=500000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
                            original_max_position_embeddings=8192):
-    f = _llama3(x.shape[-1], theta, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings, smooth_reversed=True)
+    f = _llama3(x.shape[-1], theta, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings,
+                smooth_reversed=True)
     return _rope(x, positions, f)
 
 
@@ -116,7 +120,8 @@ def sinusoidal_sin_only(num_positions, dim):
 
 def sinusoidal_exponent_i_over_d(num_positions, dim):
     """10000^(i/d) over all dims instead of 10000^(2i/d) per pair."""
-    a = torch.arange(num_positions, dtype=torch.float32)[:, None] / (10000.0 ** (torch.arange(0, dim // 2, dtype=torch.float32) / dim))
+    exponents = torch.arange(0, dim // 2, dtype=torch.float32) / dim
+    a = torch.arange(num_positions, dtype=torch.float32)[:, None] / (10000.0 ** exponents)
     return torch.stack([a.sin(), a.cos()], dim=-1).flatten(-2)
 
 
@@ -153,7 +158,8 @@ CAUGHT = [
     ("rope_interleaved", "rope_interleaved_is_rotate_half",
      {"rope_interleaved.convention.pairs", "rope_interleaved.equals_permuted_rotate_half"}),
     ("rope_interleaved", "rope_interleaved_mixed",
-     {"rope_interleaved.norm_preserving", "rope_interleaved.reference.matches", "rope_interleaved.relative.dot_product"}),
+     {"rope_interleaved.norm_preserving", "rope_interleaved.reference.matches",
+      "rope_interleaved.relative.dot_product"}),
     ("rope_interleaved", "rope_interleaved_ignores_positions", {"rope_interleaved.position_zero_identity"}),
     ("rope_interleaved", "rope_interleaved_theta_ignored", {"rope_interleaved.theta.frequencies"}),
     ("rope_llama3", "llama3_scales_all_frequencies", {"rope_llama3.frequencies.bands"}),
