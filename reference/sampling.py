@@ -140,7 +140,9 @@ def presence_frequency_penalty(
 
 
 @typechecked
-def no_repeat_ngram(logits: Float[Tensor, "batch vocab"], input_ids: Int[Tensor, "batch length"], n: int) -> Float[Tensor, "batch vocab"]:
+def no_repeat_ngram(
+    logits: Float[Tensor, "batch vocab"], input_ids: Int[Tensor, "batch length"], n: int
+) -> Float[Tensor, "batch vocab"]:
     """Ban (-inf) every token that would complete an n-gram already present in input_ids (prompt included):
     token v is banned when (ids[-n+1:], v) occurs as n consecutive tokens of ids. Identity while len < n."""
     if n < 1:
@@ -234,17 +236,23 @@ def sample(logits: Float[Tensor, "batch vocab"], generator: torch.Generator | No
 
 
 @typechecked
-def top_k_sample(logits: Float[Tensor, "batch vocab"], k: int, generator: torch.Generator | None = None) -> Int[Tensor, " batch"]:
+def top_k_sample(
+    logits: Float[Tensor, "batch vocab"], k: int, generator: torch.Generator | None = None
+) -> Int[Tensor, " batch"]:
     return sample(top_k(logits, k), generator)
 
 
 @typechecked
-def top_p_sample(logits: Float[Tensor, "batch vocab"], p: float, generator: torch.Generator | None = None) -> Int[Tensor, " batch"]:
+def top_p_sample(
+    logits: Float[Tensor, "batch vocab"], p: float, generator: torch.Generator | None = None
+) -> Int[Tensor, " batch"]:
     return sample(top_p(logits, p), generator)
 
 
 @typechecked
-def min_p_sample(logits: Float[Tensor, "batch vocab"], p: float, generator: torch.Generator | None = None) -> Int[Tensor, " batch"]:
+def min_p_sample(
+    logits: Float[Tensor, "batch vocab"], p: float, generator: torch.Generator | None = None
+) -> Int[Tensor, " batch"]:
     return sample(min_p(logits, p), generator)
 
 

@@ -8,14 +8,29 @@ import torch
 from hypothesis import strategies as st
 
 from ...reference import sampling as ref
-from ..checks import PROPERTY_ULPS, assert_agree, differential, to64
-from ..core import Component, Context, Invariant
-from ..guard import expect_tensor
-from .processors import logits, logits_examples, token_ids
+from ..checks import PROPERTY_ULPS, assert_agree, assert_within, call, differential, show, to64
+from ..core import Component, Context, invariant
+from .inputs import logits, logits_examples, token_ids
 
 SHANNON = "Shannon 1948, A Mathematical Theory of Communication, sec. 6"
 TORCH_CE = "torch.nn.functional.cross_entropy (reduction='mean')"
-JELINEK = "Jelinek et al. 1977, Perplexity - a measure of the difficulty of speech recognition tasks; Jurafsky & Martin, SLP3 ch. 3.3"
+JELINEK = ("Jelinek et al. 1977, Perplexity - a measure of the difficulty of speech recognition tasks; "
+           "Jurafsky & Martin, SLP3 ch. 3.3")
+
+
+def _scalar_slack(ctx: Context, scale: float) -> float:
+    """How far a scalar of magnitude `scale` may round: PROPERTY_ULPS eps of max(1, scale)."""
+    return PROPERTY_ULPS * torch.finfo(ctx.dtype).eps * max(1.0, scale)
+
+
+# --- entropy -------------------------------------------------------------------------------------------------
+
+ENTROPY = Component(
+    name="entropy",
+    signature="entropy(logits: Float[*B, V]) -> Float[*B]  (nats, of softmax(logits); -inf logits have no mass)",
+    summary="Shannon entropy of softmax(logits) in nats.",
+    reference=ref.entropy,
+)
 
 
 @st.composite
@@ -36,52 +51,49 @@ def _masked_logits(ctx: Context, p: dict) -> torch.Tensor:
     return x
 
 
-def _check_entropy_reference(ctx: Context, p: dict) -> None:
+@invariant("entropy.reference.matches", kind="differential", examples=_masked_examples(), source=SHANNON,
+           statement="H = -sum p log p of softmax(logits), 0 log 0 = 0, within the tolerance policy.")
+def check_entropy_reference(ctx: Context, p: dict) -> None:
     differential(ctx, ref.entropy, _masked_logits(ctx, p))
 
 
-def _scalar_slack(ctx: Context, scale: float) -> float:
-    return PROPERTY_ULPS * torch.finfo(ctx.dtype).eps * max(1.0, scale)
-
-
-def _check_entropy_uniform(ctx: Context, p: dict) -> None:
+@invariant("entropy.uniform.log_vocab", kind="property", examples=logits_examples(), source=SHANNON,
+           statement="V equal logits (any value) give entropy log V nats.")
+def check_entropy_uniform(ctx: Context, p: dict) -> None:
+    log_v = math.log(p["V"])
     for value in (-3.0, 0.0, 2.5, 100.0):
         x = torch.full((p["B"], p["V"]), value, dtype=ctx.dtype, device=ctx.device)
-        h = to64(expect_tensor(ctx.target(x), (p["B"],), ctx.dtype, ctx.device))
-        worst = float((h - math.log(p["V"])).abs().max())
-        if worst > _scalar_slack(ctx, math.log(p["V"])):
-            ctx.fail(f"entropy of {p['V']} equal logits ({value}) is {float(h[0]):.6g}, expected log V = {math.log(p['V']):.6g} nats",
-                     max_abs=worst)
+        h = to64(call(ctx, (p["B"],), x))
+        b = int((h - log_v).abs().argmax())
+        assert_within(ctx, float(h[b]), log_v, _scalar_slack(ctx, log_v),
+                      f"entropy of {p['V']} equal logits ({value}) vs log V")
 
 
-def _check_entropy_range(ctx: Context, p: dict) -> None:
+@invariant("entropy.range.zero_to_log_support", kind="property", examples=_masked_examples(), source=SHANNON,
+           statement="0 <= H <= log(number of finite logits), and tokens with -inf logits change nothing.")
+def check_entropy_range(ctx: Context, p: dict) -> None:
     x = _masked_logits(ctx, p)
-    h = to64(expect_tensor(ctx.target(x), (p["B"],), ctx.dtype, ctx.device))
+    h = to64(call(ctx, (p["B"],), x))
     support = torch.isfinite(to64(x)).sum(-1).to(torch.float64)
     slack = _scalar_slack(ctx, float(support.log().max()))
     if (h < -slack).any() or (h > support.log() + slack).any():
         b = int(((h < -slack) | (h > support.log() + slack)).nonzero()[0])
-        ctx.fail(f"row {b}: entropy {float(h[b]):.6g} outside [0, log {int(support[b])}] (tokens with -inf logits have no mass)", row=b)
+        ctx.fail(f"row {b}: entropy {show(float(h[b]))} outside [0, log {int(support[b])}] (tokens with -inf logits "
+                 "have no mass)", row=b)
     finite_only = x[:1][torch.isfinite(x[:1])].reshape(1, -1)
-    assert_agree(ctx, h[:1], to64(expect_tensor(ctx.target(finite_only), (1,), ctx.dtype, ctx.device)),
-                 "entropy with -inf tokens vs entropy of the finite tokens alone", ulps=PROPERTY_ULPS * max(1.0, math.log(p["V"])))
+    assert_agree(ctx, h[:1], to64(call(ctx, (1,), finite_only)),
+                 "entropy with -inf tokens vs entropy of the finite tokens alone",
+                 ulps=PROPERTY_ULPS * max(1.0, math.log(p["V"])))
 
 
-ENTROPY = Component(
-    name="entropy",
-    family="sampling",
-    signature="entropy(logits: Float[*B, V]) -> Float[*B]  (nats, of softmax(logits); -inf logits have no mass)",
-    summary="Shannon entropy of softmax(logits) in nats.",
-    reference=ref.entropy,
-    invariants=(
-        Invariant("entropy.reference.matches", "H = -sum p log p of softmax(logits), 0 log 0 = 0, within the tolerance policy.",
-                  SHANNON, "differential", _masked_examples(), _check_entropy_reference),
-        Invariant("entropy.uniform.log_vocab", "V equal logits (any value) give entropy log V nats.", SHANNON, "property",
-                  logits_examples(), _check_entropy_uniform),
-        Invariant("entropy.range.zero_to_log_support",
-                  "0 <= H <= log(number of finite logits), and tokens with -inf logits change nothing.", SHANNON, "property",
-                  _masked_examples(), _check_entropy_range),
-    ),
+# --- cross-entropy and perplexity ----------------------------------------------------------------------------
+
+CROSS_ENTROPY = Component(
+    name="cross_entropy",
+    signature="cross_entropy(input: Float[N, V], target: Int[N]) -> Float[]  "
+    "(torch.nn.functional.cross_entropy, mean over rows)",
+    summary="Mean over rows of -log softmax(input)[target], in nats.",
+    reference=ref.cross_entropy,
 )
 
 
@@ -96,20 +108,12 @@ def _targets(ctx: Context, p: dict, rows: int | None = None) -> torch.Tensor:
     return token_ids({**p, "B": 1}, rows or p["B"], p["V"], 3, ctx.device)[0]
 
 
-def _check_ce_reference(ctx: Context, p: dict) -> None:
-    differential(ctx, ref.cross_entropy, logits(ctx, p), _targets(ctx, p))
-
-
 def _check_uniform(ctx: Context, p: dict, expected: float, what: str) -> None:
     for value in (-2.0, 0.0, 50.0):
         x = torch.full((p["B"], p["V"]), value, dtype=ctx.dtype, device=ctx.device)
-        got = float(to64(expect_tensor(ctx.target(x, _targets(ctx, p)), (), ctx.dtype, ctx.device)))
-        if abs(got - expected) > _scalar_slack(ctx, expected):
-            ctx.fail(f"{what} of uniform logits over V = {p['V']} is {got:.6g}, expected {expected:.6g}", value=got)
-
-
-def _check_ce_uniform(ctx: Context, p: dict) -> None:
-    _check_uniform(ctx, p, math.log(p["V"]), "cross-entropy (nats)")
+        got = float(to64(call(ctx, (), x, _targets(ctx, p))))
+        assert_within(ctx, got, expected, _scalar_slack(ctx, expected),
+                      f"{what} of uniform logits ({value}) over V = {p['V']}")
 
 
 def _split(ctx: Context, p: dict):
@@ -121,63 +125,59 @@ def _split(ctx: Context, p: dict):
     return x, t, k, n
 
 
-def _check_ce_mean(ctx: Context, p: dict) -> None:
+def _whole_and_parts(ctx: Context, x: torch.Tensor, t: torch.Tensor, k: int):
+    return (to64(call(ctx, (), a, b)) for a, b in ((x, t), (x[:k], t[:k]), (x[k:], t[k:])))
+
+
+@invariant("cross_entropy.reference.matches", kind="differential", examples=_ce_examples(), source=TORCH_CE,
+           statement="mean(-log softmax(input)[target]) within the tolerance policy.")
+def check_ce_reference(ctx: Context, p: dict) -> None:
+    differential(ctx, ref.cross_entropy, logits(ctx, p), _targets(ctx, p))
+
+
+@invariant("cross_entropy.uniform.log_vocab", kind="property", examples=_ce_examples(), source=TORCH_CE,
+           statement="Uniform logits give log V nats whatever the targets.")
+def check_ce_uniform(ctx: Context, p: dict) -> None:
+    _check_uniform(ctx, p, math.log(p["V"]), "cross-entropy (nats)")
+
+
+@invariant("cross_entropy.reduction.mean_over_rows", kind="property", examples=_ce_examples(), source=TORCH_CE,
+           statement="The loss of n rows is the mean of the per-row losses: the row-weighted mean of the losses of "
+           "any split.")
+def check_ce_mean(ctx: Context, p: dict) -> None:
     x, t, k, n = _split(ctx, p)
-    whole, first, rest = (to64(expect_tensor(ctx.target(a, b), (), ctx.dtype, ctx.device))
-                          for a, b in ((x, t), (x[:k], t[:k]), (x[k:], t[k:])))
-    assert_agree(ctx, whole, (k * first + (n - k) * rest) / n, f"cross-entropy of {n} rows vs the row-weighted mean of its parts ({k} + {n - k})")
-
-
-CROSS_ENTROPY = Component(
-    name="cross_entropy",
-    family="sampling",
-    signature="cross_entropy(input: Float[N, V], target: Int[N]) -> Float[]  (torch.nn.functional.cross_entropy, mean over rows)",
-    summary="Mean over rows of -log softmax(input)[target], in nats.",
-    reference=ref.cross_entropy,
-    invariants=(
-        Invariant("cross_entropy.reference.matches", "mean(-log softmax(input)[target]) within the tolerance policy.", TORCH_CE,
-                  "differential", _ce_examples(), _check_ce_reference),
-        Invariant("cross_entropy.uniform.log_vocab", "Uniform logits give log V nats whatever the targets.", TORCH_CE, "property",
-                  _ce_examples(), _check_ce_uniform),
-        Invariant("cross_entropy.reduction.mean_over_rows",
-                  "The loss of n rows is the mean of the per-row losses: the row-weighted mean of the losses of any split.",
-                  TORCH_CE, "property", _ce_examples(), _check_ce_mean),
-    ),
-)
-
-
-def _check_ppl_reference(ctx: Context, p: dict) -> None:
-    differential(ctx, ref.perplexity, logits(ctx, p, "normal"), _targets(ctx, p))
-
-
-def _check_ppl_uniform(ctx: Context, p: dict) -> None:
-    _check_uniform(ctx, p, float(p["V"]), "perplexity")
-
-
-def _check_ppl_geometric(ctx: Context, p: dict) -> None:
-    x, t, k, n = _split(ctx, p)
-    x = logits(ctx, {**p, "B": n}, "normal")
-    whole, first, rest = (to64(expect_tensor(ctx.target(a, b), (), ctx.dtype, ctx.device))
-                          for a, b in ((x, t), (x[:k], t[:k]), (x[k:], t[k:])))
-    expected = first ** (k / n) * rest ** ((n - k) / n)
-    assert_agree(ctx, whole, expected, f"perplexity of {n} rows vs the weighted geometric mean of its parts ({k} + {n - k})",
-                 ulps=PROPERTY_ULPS * 4)
+    whole, first, rest = _whole_and_parts(ctx, x, t, k)
+    assert_agree(ctx, whole, (k * first + (n - k) * rest) / n,
+                 f"cross-entropy of {n} rows vs the row-weighted mean of its parts ({k} + {n - k})")
 
 
 PERPLEXITY = Component(
     name="perplexity",
-    family="sampling",
     signature="perplexity(logits: Float[N, V], target: Int[N]) -> Float[]",
     summary="exp(mean cross-entropy): the exponential of the mean, not the mean of exponentials.",
     reference=ref.perplexity,
-    invariants=(
-        Invariant("perplexity.reference.matches", "perplexity = exp(mean cross-entropy in nats) within the tolerance policy.",
-                  JELINEK, "differential", _ce_examples(), _check_ppl_reference),
-        Invariant("perplexity.uniform.vocab", "Uniform logits give perplexity V.", JELINEK, "property", _ce_examples(), _check_ppl_uniform),
-        Invariant("perplexity.geometric_mean",
-                  "The perplexity of n rows is the row-weighted geometric mean of the perplexities of any split "
-                  "(exp of a mean, not a mean of exps).", JELINEK, "property", _ce_examples(), _check_ppl_geometric),
-    ),
 )
 
-COMPONENTS = (ENTROPY, CROSS_ENTROPY, PERPLEXITY)
+
+@invariant("perplexity.reference.matches", kind="differential", examples=_ce_examples(), source=JELINEK,
+           statement="perplexity = exp(mean cross-entropy in nats) within the tolerance policy.")
+def check_ppl_reference(ctx: Context, p: dict) -> None:
+    differential(ctx, ref.perplexity, logits(ctx, p, "normal"), _targets(ctx, p))
+
+
+@invariant("perplexity.uniform.vocab", kind="property", examples=_ce_examples(), source=JELINEK,
+           statement="Uniform logits give perplexity V.")
+def check_ppl_uniform(ctx: Context, p: dict) -> None:
+    _check_uniform(ctx, p, float(p["V"]), "perplexity")
+
+
+@invariant("perplexity.geometric_mean", kind="property", examples=_ce_examples(), source=JELINEK,
+           statement="The perplexity of n rows is the row-weighted geometric mean of the perplexities of any split "
+           "(exp of a mean, not a mean of exps).")
+def check_ppl_geometric(ctx: Context, p: dict) -> None:
+    x, t, k, n = _split(ctx, p)
+    x = logits(ctx, {**p, "B": n}, "normal")
+    whole, first, rest = _whole_and_parts(ctx, x, t, k)
+    expected = first ** (k / n) * rest ** ((n - k) / n)
+    assert_agree(ctx, whole, expected, f"perplexity of {n} rows vs the weighted geometric mean of its parts "
+                 f"({k} + {n - k})", ulps=PROPERTY_ULPS * 4)

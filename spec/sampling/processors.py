@@ -1,5 +1,5 @@
-"""Logits processors: temperature, top-k, top-p, min-p, epsilon, typical. Penalties are in sampling_penalties.py;
-samplers, the full sampling step and information measures in the other sampling_*.py.
+"""Logits processors: temperature, top-k, top-p, min-p, epsilon, typical. Penalties are in penalties.py; each
+processor's neutral value (the identity) is checked in neutral.py.
 
 A filter's output is judged exactly: a kept logit is the input logit bit for bit, a removed one is -inf. Where a
 filter compares probability mass or ratios with a threshold, a target computing in a low-precision dtype may
@@ -16,52 +16,13 @@ import torch
 from hypothesis import strategies as st
 
 from ...reference import sampling as ref
-from ..checks import PROPERTY_ULPS, differential, to64
-from ..core import Component, Context, Invariant, Option
-from ..guard import expect_tensor
-from ..strategies import layouts, materialize, patterns, relayout, seeds, sizes
+from ..checks import PROPERTY_ULPS, assert_within, differential, expect_tensor, show, to64
+from ..core import Component, Context, Option, invariant
+from ..strategies import layouts, relayout, seeds, sizes
+from .inputs import (HF, VLLM, eps, logits, logits_examples, mass_slack, midgap, ratio_slack, temperature_examples,
+                     threshold_examples, top_p_examples)
 
-HF = "transformers 5.23 generation/logits_process.py"
-VLLM = "vLLM v1 (vllm/v1/sample)"
 FILTER_SIGNATURE = "(logits: Float[B, V], {param}) -> Float[B, V]  (removed tokens -inf, kept logits unchanged)"
-
-
-# --- inputs --------------------------------------------------------------------------------------------------
-
-
-@st.composite
-def logits_examples(draw, min_vocab: int = 1, max_vocab: int = 12, max_batch: int = 3) -> dict:
-    return {
-        "B": draw(sizes(1, max_batch)),
-        "V": draw(sizes(min_vocab, max_vocab)),
-        "seed": draw(seeds()),
-        "pattern": draw(patterns()),
-        "layout": draw(layouts()),
-    }
-
-
-def logits(ctx: Context, p: dict, pattern: str | None = None, salt: int = 0) -> torch.Tensor:
-    return materialize((p["B"], p["V"]), p["seed"], ctx.dtype, ctx.device, pattern or p["pattern"], salt=salt, layout=p["layout"])
-
-
-def token_ids(p: dict, length: int, vocab: int, salt: int, device) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(p["seed"] * 31 + salt)
-    return torch.randint(0, vocab, (p["B"], length), generator=gen).to(device)
-
-
-def eps(ctx: Context) -> float:
-    return torch.finfo(ctx.dtype).eps
-
-
-def mass_slack(ctx: Context, vocab: int) -> float:
-    """How far a cumulative mass computed in the target's dtype may be from the exact one: a sequential sum of
-    V probabilities rounds at most (V - 1) / 2 eps, each probability carries ~1.5 eps, and 1 - p rounds once."""
-    return (vocab / 2 + 3) * eps(ctx)
-
-
-def ratio_slack(ctx: Context) -> float:
-    """Relative error of a probability (or a ratio of two) computed by softmax in the target's dtype."""
-    return 8 * eps(ctx)
 
 
 # --- judging a filter's output -------------------------------------------------------------------------------
@@ -76,8 +37,9 @@ def kept_set(ctx: Context, x: torch.Tensor, out, what: str = "output") -> torch.
     changed = kept & ~(o == xi)
     if changed.any():
         idx = [int(i) for i in changed.nonzero()[0]]
-        ctx.fail(f"{what}: a kept logit was changed (index {idx}: input {float(xi[tuple(idx)]):.6g}, output "
-                 f"{float(o[tuple(idx)]):.6g}); a filter keeps logits bit for bit or sets them to -inf", index=idx)
+        before, after = show(float(xi[tuple(idx)]), float(o[tuple(idx)]))
+        ctx.fail(f"{what}: a kept logit was changed (index {idx}: input {before}, output {after}); a filter keeps "
+                 "logits bit for bit or sets them to -inf", index=idx)
     empty = ~kept.any(dim=-1)
     if empty.any():
         ctx.fail(f"{what}: row {int(empty.nonzero()[0])} has every token removed (the kept set is never empty)")
@@ -92,8 +54,9 @@ def judge(ctx: Context, x: torch.Tensor, kept: torch.Tensor, must_keep: torch.Te
         if wrong.any():
             b, i = (int(v) for v in wrong.nonzero()[0])
             probs = x64[b].softmax(-1)
-            ctx.fail(f"{what}: token {i} of row {b} (logit {float(x64[b, i]):.6g}, probability {float(probs[i]):.4g}) "
-                     f"was {verb}; kept set {kept[b].nonzero().flatten().tolist()}", row=b, token=i, **details)
+            ctx.fail(f"{what}: token {i} of row {b} (logit {float(x64[b, i]):.6g}, probability "
+                     f"{float(probs[i]):.4g}) was {verb}; kept set {kept[b].nonzero().flatten().tolist()}",
+                     row=b, token=i, **details)
 
 
 def nucleus_bounds(q: torch.Tensor, p: float, slack: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,76 +81,53 @@ def prefix_judgement(order_key: torch.Tensor, q: torch.Tensor, p: float, slack: 
     return must_keep, must_remove
 
 
-def midgap(values: torch.Tensor, position: int) -> float:
-    """The middle of one of the gaps between the distinct values of a 1-d sequence, chosen by position."""
-    distinct = values.unique(sorted=True).flip(0)
-    if distinct.numel() == 1:
-        return float(distinct[0]) / 2
-    j = position % (distinct.numel() - 1)
-    return float(distinct[j] + distinct[j + 1]) / 2
-
-
 # --- temperature ---------------------------------------------------------------------------------------------
 
+TEMPERATURE = Component(
+    name="temperature",
+    signature="temperature(logits: Float[B, V], t: float > 0) -> Float[B, V]  (logits / t)",
+    summary="logits / t: t < 1 sharpens, t > 1 flattens, t -> 0 is greedy.",
+    reference=ref.temperature,
+)
 
-@st.composite
-def _temperature_examples(draw) -> dict:
-    p = draw(logits_examples())
-    p["t"] = draw(st.sampled_from([0.1, 0.5, 0.7, 1.0, 1.3, 2.0, 10.0]))
-    return p
 
-
-def _check_temperature_reference(ctx: Context, p: dict) -> None:
+@invariant("temperature.reference.matches", kind="differential", examples=temperature_examples(),
+           statement="temperature(logits, t) = logits / t within the tolerance policy.",
+           source=f"Hinton et al. 2015, eq. 1; {HF}: TemperatureLogitsWarper")
+def check_temperature_reference(ctx: Context, p: dict) -> None:
     differential(ctx, ref.temperature, logits(ctx, p), p["t"])
 
 
-def _check_temperature_one(ctx: Context, p: dict) -> None:
-    x = logits(ctx, p)
-    out = expect_tensor(ctx.target(x, 1.0), tuple(x.shape), ctx.dtype, ctx.device)
-    if not torch.equal(out.cpu(), x.cpu()):
-        ctx.fail("temperature 1 changed the logits (t = 1 is the identity)")
-
-
-def _check_temperature_zero_limit(ctx: Context, p: dict) -> None:
+@invariant("temperature.limit.zero_is_greedy", kind="property", examples=temperature_examples(),
+           statement="Every t > 0 keeps the argmax, and as t -> 0 softmax(temperature(x, t)) tends to the greedy "
+           "one-hot (uniform over argmax ties); checked at t = 1e-3 on logits whose gaps are >= 0.5.",
+           source="Hinton et al. 2015, eq. 1 (limit); vLLM treats temperature < 1e-5 as greedy")
+def check_temperature_zero_limit(ctx: Context, p: dict) -> None:
     # grid logits (gaps >= 0.5) at t = 1e-3: softmax(x / t) puts < exp(-500) on every non-maximal token, and the
     # argmax of the tempered logits is the argmax of the logits for every t > 0.
     x = logits(ctx, p, "ties")
+    x64 = to64(x)
+    is_max = x64 == x64.amax(-1, keepdim=True)
     for t in (1e-3, p["t"]):
         out = to64(expect_tensor(ctx.target(x, t), tuple(x.shape), ctx.dtype, ctx.device, finite=False))
-        x64 = to64(x)
-        is_max = x64 == x64.amax(-1, keepdim=True)
         if not torch.equal(out == out.amax(-1, keepdim=True), is_max):
             ctx.fail(f"temperature {t:g} changed which tokens are the argmax (greedy must be unchanged)", t=t)
     probs = to64(expect_tensor(ctx.target(x, 1e-3), tuple(x.shape), ctx.dtype, ctx.device, finite=False)).softmax(-1)
     expected = is_max.to(torch.float64) / is_max.sum(-1, keepdim=True)
-    worst = float((probs - expected).abs().nan_to_num(nan=1.0).max())
-    if worst > PROPERTY_ULPS * eps(ctx):
-        ctx.fail(f"at t = 1e-3 softmax(temperature(x, t)) is not the greedy one-hot (uniform over argmax ties): off by {worst:.3g}",
-                 max_abs=worst)
-
-
-TEMPERATURE = Component(
-    name="temperature",
-    family="sampling",
-    signature="temperature(logits: Float[B, V], t: float > 0) -> Float[B, V]  (logits / t)",
-    summary="logits / t: t < 1 sharpens, t > 1 flattens, t -> 0 is greedy.",
-    reference=ref.temperature,
-    invariants=(
-        Invariant("temperature.reference.matches", "temperature(logits, t) = logits / t within the tolerance policy.",
-             f"Hinton et al. 2015, eq. 1; {HF}: TemperatureLogitsWarper", "differential", _temperature_examples(),
-             _check_temperature_reference),
-        Invariant("temperature.identity.one", "t = 1 returns the logits unchanged, bit for bit.", f"{HF}: TemperatureLogitsWarper",
-             "property", _temperature_examples(), _check_temperature_one),
-        Invariant("temperature.limit.zero_is_greedy",
-             "Every t > 0 keeps the argmax, and as t -> 0 softmax(temperature(x, t)) tends to the greedy one-hot "
-             "(uniform over argmax ties); checked at t = 1e-3 on logits whose gaps are >= 0.5.",
-             "Hinton et al. 2015, eq. 1 (limit); vLLM treats temperature < 1e-5 as greedy", "property",
-             _temperature_examples(), _check_temperature_zero_limit),
-    ),
-)
+    worst = [int(i) for i in torch.unravel_index((probs - expected).abs().nan_to_num(nan=1.0).argmax(), probs.shape)]
+    assert_within(ctx, float(probs[tuple(worst)]), float(expected[tuple(worst)]), PROPERTY_ULPS * eps(ctx),
+                  f"at t = 1e-3, softmax(temperature(x, t)) vs the greedy one-hot (uniform over argmax ties) at "
+                  f"{worst}")
 
 
 # --- top-k ---------------------------------------------------------------------------------------------------
+
+TOP_K = Component(
+    name="top_k",
+    signature="top_k" + FILTER_SIGNATURE.format(param="k: int >= 1"),
+    summary="Keep the k largest logits and every token tied with the k-th.",
+    reference=ref.top_k,
+)
 
 
 @st.composite
@@ -210,7 +150,12 @@ def _judge_top_k(ctx: Context, x: torch.Tensor, k: int) -> None:
                  + (" (tokens tied with the k-th value were dropped)" if dropped_ties else ""), row=b, k=k)
 
 
-def _check_top_k(ctx: Context, p: dict) -> None:
+@invariant("top_k.keeps.k_largest_and_ties", kind="property", examples=_top_k_examples(),
+           statement="Exactly the tokens whose logit is >= the k-th largest logit are kept (all ties at the k-th value "
+           "kept), unchanged; the others are -inf.",
+           source=f"Fan et al. 2018, sec. 5.4; {HF}: TopKLogitsWarper (`scores < topk(scores, k)[..., -1]` removed); "
+           f"{VLLM} apply_top_k_only")
+def check_top_k(ctx: Context, p: dict) -> None:
     _judge_top_k(ctx, logits(ctx, p), p["k"])
     # and a k that cuts through a tie: on grid logits (exact ties), a k whose k-th largest value in some row
     # equals the (k+1)-th, so "k tokens" and "every token >= the k-th value" differ (chosen among such k by p["k"]).
@@ -219,38 +164,6 @@ def _check_top_k(ctx: Context, p: dict) -> None:
     cuts = sorted({j + 1 for j in (top[:, :-1] == top[:, 1:]).any(0).nonzero().flatten().tolist()})
     if cuts:
         _judge_top_k(ctx, x, cuts[p["k"] % len(cuts)])
-
-
-@st.composite
-def _top_k_large_examples(draw) -> dict:
-    p = draw(logits_examples())
-    p["extra"] = draw(st.integers(0, 5))
-    return p
-
-
-def _check_top_k_identity(ctx: Context, p: dict) -> None:
-    x = logits(ctx, p)
-    out = expect_tensor(ctx.target(x, p["V"] + p["extra"]), tuple(x.shape), ctx.dtype, ctx.device)
-    if not torch.equal(out.cpu(), x.cpu()):
-        ctx.fail(f"k = {p['V'] + p['extra']} >= V = {p['V']} changed the logits (it is the identity)")
-
-
-TOP_K = Component(
-    name="top_k",
-    family="sampling",
-    signature="top_k" + FILTER_SIGNATURE.format(param="k: int >= 1"),
-    summary="Keep the k largest logits and every token tied with the k-th.",
-    reference=ref.top_k,
-    invariants=(
-        Invariant("top_k.keeps.k_largest_and_ties",
-             "Exactly the tokens whose logit is >= the k-th largest logit are kept (all ties at the k-th value kept), "
-             "unchanged; the others are -inf.",
-             f"Fan et al. 2018, sec. 5.4; {HF}: TopKLogitsWarper (`scores < topk(scores, k)[..., -1]` removed); "
-             f"{VLLM} apply_top_k_only", "property", _top_k_examples(), _check_top_k),
-        Invariant("top_k.identity.k_at_least_vocab", "k >= V returns the logits unchanged.", f"{HF}: TopKLogitsWarper (k = min(k, V))",
-             "property", _top_k_large_examples(), _check_top_k_identity),
-    ),
-)
 
 
 # --- top-p ---------------------------------------------------------------------------------------------------
@@ -264,13 +177,13 @@ TOP_P_TIES = Option(
     "lowest token ids (a stable descending sort) or the highest (a stable ascending sort, as lmspec's reference)",
 )
 
-
-@st.composite
-def _top_p_examples(draw) -> dict:
-    p = draw(logits_examples())
-    p["p"] = draw(st.sampled_from(["midgap", "midgap", 0.25, 0.5, 0.9, 0.95]))
-    p["gap"] = draw(st.integers(0, 11))
-    return p
+TOP_P = Component(
+    name="top_p",
+    signature="top_p" + FILTER_SIGNATURE.format(param="p: float in [0, 1]"),
+    summary="Nucleus filtering: keep the smallest set of most probable tokens whose mass is >= p.",
+    reference=ref.top_p,
+    options=(TOP_P_TIES,),
+)
 
 
 def _nucleus_p(x64_row: torch.Tensor, p: dict, key: str = "p", gap: str = "gap") -> float:
@@ -293,29 +206,32 @@ def judge_top_p(ctx: Context, x: torch.Tensor, kept: torch.Tensor, top_p: float,
     if bad.any():
         b = int(bad.nonzero()[0])
         ctx.fail(f"{what}: row {b} keeps {int(count[b])} tokens; the smallest set with mass >= p = {top_p:.6g} has "
-                 f"{int(lo[b])}" + (f" to {int(hi[b])} (within rounding)" if hi[b] != lo[b] else "") + " tokens", row=b, p=top_p)
+                 f"{int(lo[b])}" + (f" to {int(hi[b])} (within rounding)" if hi[b] != lo[b] else "") + " tokens",
+                 row=b, p=top_p)
     floor_kept = torch.where(kept, x64, torch.full_like(x64, float("inf"))).amin(-1)
     ceil_removed = torch.where(kept, torch.full_like(x64, float("-inf")), x64).amax(-1)
     if (ceil_removed > floor_kept).any():
         b = int((ceil_removed > floor_kept).nonzero()[0])
-        ctx.fail(f"{what}: row {b} removed a token with logit {float(ceil_removed[b]):.6g} but kept one with "
-                 f"{float(floor_kept[b]):.6g} (the kept set must be the most probable tokens)", row=b)
+        removed, kept_logit = show(float(ceil_removed[b]), float(floor_kept[b]))
+        ctx.fail(f"{what}: row {b} removed a token with logit {removed} but kept one with {kept_logit} (the kept set "
+                 "must be the most probable tokens)", row=b)
 
 
-def _check_top_p(ctx: Context, p: dict) -> None:
+@invariant("top_p.keeps.smallest_set", kind="property", examples=top_p_examples(),
+           statement="The kept tokens are the most probable ones and the smallest such set whose probability mass is "
+           ">= p, the boundary token included; a token within (V/2 + 3) eps of the mass threshold may go either way.",
+           source=f"Holtzman et al. 2020, eq. 3; {HF}: TopPLogitsWarper (ascending cumsum <= 1 - p removed); "
+           f"{VLLM} apply_top_k_top_p")
+def check_top_p(ctx: Context, p: dict) -> None:
     x = logits(ctx, p)
     top_p = _nucleus_p(to64(x)[0], p)
     judge_top_p(ctx, x, kept_set(ctx, x, ctx.target(x, top_p)), top_p, "top-p")
 
 
-def _check_top_p_one(ctx: Context, p: dict) -> None:
-    x = logits(ctx, p, "normal")  # |logits| < ~5: no probability underflows, so every token has mass
-    out = expect_tensor(ctx.target(x, 1.0), tuple(x.shape), ctx.dtype, ctx.device)
-    if not torch.equal(out.cpu(), x.cpu()):
-        ctx.fail("p = 1 changed the logits (it keeps every token of nonzero probability)")
-
-
-def _check_top_p_tiny(ctx: Context, p: dict) -> None:
+@invariant("top_p.nonempty.tiny_p", kind="property", examples=top_p_examples(),
+           statement="A tiny p (1e-9) keeps exactly one token, a most probable one: the kept set is never empty.",
+           source=f"{HF}: TopPLogitsWarper (min_tokens_to_keep = 1); vLLM keeps the last sorted token")
+def check_top_p_tiny(ctx: Context, p: dict) -> None:
     x = logits(ctx, p)
     kept = kept_set(ctx, x, ctx.target(x, 1e-9))
     x64 = to64(x)
@@ -323,7 +239,8 @@ def _check_top_p_tiny(ctx: Context, p: dict) -> None:
     wrong = (kept.sum(-1) != 1) | (kept & ~is_max).any(-1)
     if wrong.any():
         b = int(wrong.nonzero()[0])
-        ctx.fail(f"p = 1e-9: row {b} keeps {kept[b].nonzero().flatten().tolist()}; exactly one most probable token must remain", row=b)
+        ctx.fail(f"p = 1e-9: row {b} keeps {kept[b].nonzero().flatten().tolist()}; exactly one most probable token "
+                 "must remain", row=b)
 
 
 @st.composite
@@ -334,16 +251,21 @@ def _top_p_pair_examples(draw) -> dict:
     return p
 
 
-def _check_top_p_monotone(ctx: Context, p: dict) -> None:
+@invariant("top_p.monotone.in_p", kind="property", examples=_top_p_pair_examples(),
+           statement="For p1 < p2 every token kept at p1 is kept at p2, or is tied with p2's least kept token.",
+           source="Holtzman et al. 2020, eq. 3 (the nucleus grows with p)")
+def check_top_p_monotone(ctx: Context, p: dict) -> None:
     x = logits(ctx, p)
     x64 = to64(x)
     p1, p2 = sorted((_nucleus_p(x64[0], p), _nucleus_p(x64[0], p, "p2", "gap2")))
-    k1, k2 = kept_set(ctx, x, ctx.target(x, p1), f"top-p at p = {p1:.4g}"), kept_set(ctx, x, ctx.target(x, p2), f"top-p at p = {p2:.4g}")
+    s1, s2 = show(p1, p2)
+    k1 = kept_set(ctx, x, ctx.target(x, p1), f"top-p at p = {s1}")
+    k2 = kept_set(ctx, x, ctx.target(x, p2), f"top-p at p = {s2}")
     floor2 = torch.where(k2, x64, torch.full_like(x64, float("inf"))).amin(-1, keepdim=True)
     extra = k1 & ~k2 & (x64 != floor2)  # kept at the smaller p, not at the larger, and not a tie of the boundary
     if (k1.sum(-1) > k2.sum(-1)).any() or extra.any():
         b = int(((k1.sum(-1) > k2.sum(-1)) | extra.any(-1)).nonzero()[0])
-        ctx.fail(f"row {b}: p = {p1:.4g} keeps {k1[b].nonzero().flatten().tolist()}, the larger p = {p2:.4g} keeps "
+        ctx.fail(f"row {b}: p = {s1} keeps {k1[b].nonzero().flatten().tolist()}, the larger p = {s2} keeps "
                  f"{k2[b].nonzero().flatten().tolist()} (the kept set must grow with p)", row=b, p1=p1, p2=p2)
 
 
@@ -354,7 +276,11 @@ def _top_p_tie_examples(draw) -> dict:
             "keep": draw(st.integers(1, tied - 1)), "seed": draw(seeds()), "layout": draw(layouts())}
 
 
-def _check_top_p_ties(ctx: Context, p: dict) -> None:
+@invariant("top_p.ties.minimal_any_choice", kind="property", examples=_top_p_tie_examples(),
+           statement="When the boundary falls inside a block of tied tokens the kept set is still minimal, and any "
+           "choice among the tied tokens conforms unless the option top_p_ties declares a rule, which is then checked.",
+           source=f"Holtzman et al. 2020, eq. 3; {HF} and {VLLM} resolve ties by sort order")
+def check_top_p_ties(ctx: Context, p: dict) -> None:
     # logits 2 (above), 1 (tied), 0 (below), exactly representable; p puts the boundary inside the tied block,
     # half a token's mass past `keep - 1` of them: the minimal set is the `above` tokens and `keep` tied ones.
     values = torch.tensor([2.0] * p["above"] + [1.0] * p["tied"] + [0.0] * p["below"], dtype=torch.float64)
@@ -378,44 +304,14 @@ def _check_top_p_ties(ctx: Context, p: dict) -> None:
                      f"keeps {chosen.tolist()}", row=b)
 
 
-TOP_P = Component(
-    name="top_p",
-    family="sampling",
-    signature="top_p" + FILTER_SIGNATURE.format(param="p: float in [0, 1]"),
-    summary="Nucleus filtering: keep the smallest set of most probable tokens whose mass is >= p.",
-    reference=ref.top_p,
-    options=(TOP_P_TIES,),
-    invariants=(
-        Invariant("top_p.keeps.smallest_set",
-             "The kept tokens are the most probable ones and the smallest such set whose probability mass is >= p, the "
-             "boundary token included; a token within (V/2 + 3) eps of the mass threshold may go either way.",
-             f"Holtzman et al. 2020, eq. 3; {HF}: TopPLogitsWarper (ascending cumsum <= 1 - p removed); {VLLM} apply_top_k_top_p",
-             "property", _top_p_examples(), _check_top_p),
-        Invariant("top_p.identity.p_one", "p = 1 returns the logits unchanged when every probability is nonzero in the dtype.",
-             f"{HF}: TopPLogitsWarper", "property", _top_p_examples(), _check_top_p_one),
-        Invariant("top_p.nonempty.tiny_p", "A tiny p (1e-9) keeps exactly one token, a most probable one: the kept set is never empty.",
-             f"{HF}: TopPLogitsWarper (min_tokens_to_keep = 1); vLLM keeps the last sorted token", "property",
-             _top_p_examples(), _check_top_p_tiny),
-        Invariant("top_p.monotone.in_p", "For p1 < p2 every token kept at p1 is kept at p2, or is tied with p2's least kept token.",
-             "Holtzman et al. 2020, eq. 3 (the nucleus grows with p)", "property", _top_p_pair_examples(), _check_top_p_monotone),
-        Invariant("top_p.ties.minimal_any_choice",
-             "When the boundary falls inside a block of tied tokens the kept set is still minimal, and any choice among "
-             "the tied tokens conforms unless the option top_p_ties declares a rule, which is then checked.",
-             f"Holtzman et al. 2020, eq. 3; {HF} and {VLLM} resolve ties by sort order", "property", _top_p_tie_examples(),
-             _check_top_p_ties),
-    ),
-)
-
-
 # --- min-p and epsilon ---------------------------------------------------------------------------------------
 
-
-@st.composite
-def _threshold_examples(draw, literals: tuple) -> dict:
-    p = draw(logits_examples())
-    p["p"] = draw(st.sampled_from(("midgap", "midgap") + literals))
-    p["gap"] = draw(st.integers(0, 11))
-    return p
+MIN_P = Component(
+    name="min_p",
+    signature="min_p" + FILTER_SIGNATURE.format(param="p: float in [0, 1]"),
+    summary="Keep the tokens whose probability is >= p times the largest probability.",
+    reference=ref.min_p,
+)
 
 
 def _min_p_threshold(x64_row: torch.Tensor, p: dict) -> float:
@@ -425,7 +321,13 @@ def _min_p_threshold(x64_row: torch.Tensor, p: dict) -> float:
     return math.exp(midgap(x64_row - x64_row.max(), p["gap"])) if x64_row.unique().numel() > 1 else 0.5
 
 
-def _check_min_p(ctx: Context, p: dict) -> None:
+@invariant("min_p.keeps.relative_threshold", kind="property",
+           examples=threshold_examples((0.05, 0.1, 0.3, 0.5, 0.9, 1.0)),
+           statement="A token is kept iff its probability is >= p * max probability (within 8 eps relative; not "
+           "judged where both are below the dtype's smallest normal number); the argmax is always kept.",
+           source=f"Nguyen et al. 2024, sec. 3; {HF}: MinPLogitsWarper (`probs < min_p * probs.amax()` removed); "
+           f"{VLLM} MinPLogitsProcessor")
+def check_min_p(ctx: Context, p: dict) -> None:
     x = logits(ctx, p)
     x64 = to64(x)
     threshold = min(_min_p_threshold(x64[0], p), 1.0)
@@ -439,31 +341,15 @@ def _check_min_p(ctx: Context, p: dict) -> None:
     p_max = x64.softmax(-1).amax(-1, keepdim=True)
     tiny = torch.finfo(ctx.dtype).tiny
     must_remove &= ~((ratio * p_max < tiny) & (threshold * p_max < tiny))
-    judge(ctx, x, kept, must_keep, must_remove, f"min-p (p = {threshold:.6g}: keep probability >= p * max probability)", p=threshold)
+    judge(ctx, x, kept, must_keep, must_remove,
+          f"min-p (p = {threshold:.6g}: keep probability >= p * max probability)", p=threshold)
 
 
-def _check_min_p_zero(ctx: Context, p: dict) -> None:
-    x = logits(ctx, p, "normal")
-    out = expect_tensor(ctx.target(x, 0.0), tuple(x.shape), ctx.dtype, ctx.device)
-    if not torch.equal(out.cpu(), x.cpu()):
-        ctx.fail("min-p with p = 0 changed the logits (it is the identity)")
-
-
-MIN_P = Component(
-    name="min_p",
-    family="sampling",
-    signature="min_p" + FILTER_SIGNATURE.format(param="p: float in [0, 1]"),
-    summary="Keep the tokens whose probability is >= p times the largest probability.",
-    reference=ref.min_p,
-    invariants=(
-        Invariant("min_p.keeps.relative_threshold",
-             "A token is kept iff its probability is >= p * max probability (within 8 eps relative; not judged where both are "
-             "below the dtype's smallest normal number); the argmax is always kept.",
-             f"Nguyen et al. 2024, sec. 3; {HF}: MinPLogitsWarper (`probs < min_p * probs.amax()` removed); {VLLM} MinPLogitsProcessor",
-             "property", _threshold_examples((0.05, 0.1, 0.3, 0.5, 0.9, 1.0)), _check_min_p),
-        Invariant("min_p.identity.zero", "p = 0 returns the logits unchanged.", f"{HF}: MinPLogitsWarper", "property",
-             _threshold_examples(()), _check_min_p_zero),
-    ),
+EPSILON = Component(
+    name="epsilon_cutoff",
+    signature="epsilon_cutoff" + FILTER_SIGNATURE.format(param="epsilon: float in (0, 1)"),
+    summary="Remove the tokens whose probability is < epsilon, never the argmax.",
+    reference=ref.epsilon_cutoff,
 )
 
 
@@ -475,7 +361,10 @@ def _epsilon_threshold(x64_row: torch.Tensor, p: dict) -> float:
     return min(max(value, 1e-6), 0.999)
 
 
-def _check_epsilon(ctx: Context, p: dict) -> None:
+@invariant("epsilon_cutoff.keeps.above_epsilon", kind="property", examples=threshold_examples((1e-3, 0.02, 0.1, 0.3)),
+           statement="A token is removed iff its probability is < epsilon (within 8 eps relative) and it is not an "
+           "argmax.", source=f"Hewitt et al. 2022, eq. 4; {HF}: EpsilonLogitsWarper")
+def check_epsilon(ctx: Context, p: dict) -> None:
     x = logits(ctx, p)
     x64 = to64(x)
     epsilon = _epsilon_threshold(x64[0], p)
@@ -488,7 +377,10 @@ def _check_epsilon(ctx: Context, p: dict) -> None:
     judge(ctx, x, kept, must_keep, must_remove, f"epsilon cutoff (epsilon = {epsilon:.6g})", epsilon=epsilon)
 
 
-def _check_epsilon_argmax(ctx: Context, p: dict) -> None:
+@invariant("epsilon_cutoff.keeps.argmax_always", kind="property", examples=logits_examples(),
+           statement="With epsilon above every probability exactly the argmax (and tokens tied with it) remains.",
+           source=f"{HF}: EpsilonLogitsWarper (`scores < topk(scores, min_tokens_to_keep)` guard)")
+def check_epsilon_argmax(ctx: Context, p: dict) -> None:
     x = logits(ctx, p)
     kept = kept_set(ctx, x, ctx.target(x, 0.999))
     x64 = to64(x)
@@ -497,30 +389,19 @@ def _check_epsilon_argmax(ctx: Context, p: dict) -> None:
     expected = is_max | (q >= 0.999 * (1 + ratio_slack(ctx)))
     if not torch.equal(kept, expected):
         b = int((kept != expected).any(-1).nonzero()[0])
-        ctx.fail(f"epsilon = 0.999: row {b} keeps {kept[b].nonzero().flatten().tolist()}, expected the argmax (and its ties) "
-                 f"{expected[b].nonzero().flatten().tolist()}: epsilon never removes the most probable token", row=b)
-
-
-EPSILON = Component(
-    name="epsilon_cutoff",
-    family="sampling",
-    signature="epsilon_cutoff" + FILTER_SIGNATURE.format(param="epsilon: float in (0, 1)"),
-    summary="Remove the tokens whose probability is < epsilon, never the argmax.",
-    reference=ref.epsilon_cutoff,
-    invariants=(
-        Invariant("epsilon_cutoff.keeps.above_epsilon",
-             "A token is removed iff its probability is < epsilon (within 8 eps relative) and it is not an argmax.",
-             f"Hewitt et al. 2022, eq. 4; {HF}: EpsilonLogitsWarper", "property",
-             _threshold_examples((1e-3, 0.02, 0.1, 0.3)), _check_epsilon),
-        Invariant("epsilon_cutoff.keeps.argmax_always",
-             "With epsilon above every probability exactly the argmax (and tokens tied with it) remains.",
-             f"{HF}: EpsilonLogitsWarper (`scores < topk(scores, min_tokens_to_keep)` guard)", "property",
-             logits_examples(), _check_epsilon_argmax),
-    ),
-)
+        ctx.fail(f"epsilon = 0.999: row {b} keeps {kept[b].nonzero().flatten().tolist()}, expected the argmax (and "
+                 f"its ties) {expected[b].nonzero().flatten().tolist()}: epsilon never removes the most probable token",
+                 row=b)
 
 
 # --- typical -------------------------------------------------------------------------------------------------
+
+TYPICAL = Component(
+    name="typical_p",
+    signature="typical_p" + FILTER_SIGNATURE.format(param="p: float in (0, 1)"),
+    summary="Locally typical filtering: keep the tokens whose -log p is closest to the entropy, up to mass p.",
+    reference=ref.typical_p,
+)
 
 
 def _typicality(x64: torch.Tensor) -> torch.Tensor:
@@ -539,7 +420,11 @@ def _typical_mass(x64_row: torch.Tensor, p: dict) -> float:
     return min(max(midgap(s, p["gap"]), 1e-3), 0.999)
 
 
-def _check_typical(ctx: Context, p: dict) -> None:
+@invariant("typical_p.keeps.most_typical_set", kind="property", examples=threshold_examples((0.2, 0.5, 0.9, 0.95)),
+           statement="Ranking tokens by |-log p_i - H|, the kept set is the ranking's prefix up to the first token "
+           "where the mass reaches p, plus tokens tied with it (scores within rounding and masses within (V/2 + 3) eps "
+           "go either way).", source=f"Meister et al. 2023, eq. 5; {HF}: TypicalLogitsWarper")
+def check_typical(ctx: Context, p: dict) -> None:
     _check_typical_on(ctx, p, logits(ctx, p))
     if p["V"] >= 3:
         # one token at probability 0.35 over a flat rest: the flat tokens are the typical ones (|-log p - H| is
@@ -563,37 +448,21 @@ def _check_typical_on(ctx: Context, p: dict, x: torch.Tensor) -> None:
     inverted = kept[:, :, None] & ~kept[:, None, :] & (score[:, None, :] < score[:, :, None] - 2 * key_slack)
     if inverted.any():
         b, i, j = (int(v) for v in inverted.nonzero()[0])
-        ctx.fail(f"typical: row {b} kept token {i} (|-log p - H| = {float(score[b, i]):.4g}) but removed the more typical "
-                 f"token {j} ({float(score[b, j]):.4g})", row=b)
+        kept_score, removed_score = show(float(score[b, i]), float(score[b, j]))
+        ctx.fail(f"typical: row {b} kept token {i} (|-log p - H| = {kept_score}) but removed the more typical "
+                 f"token {j} ({removed_score})", row=b)
 
 
-def _check_typical_ties(ctx: Context, p: dict) -> None:
+@invariant("typical_p.ties.kept", kind="property", examples=logits_examples(),
+           statement="Tokens tied in typicality with the boundary token are kept: a uniform distribution is kept "
+           "whole.",
+           source=f"{HF}: TypicalLogitsWarper (`sorted_scores > boundary score` removed)")
+def check_typical_ties(ctx: Context, p: dict) -> None:
     # equal logits: every token is exactly as typical as the boundary token, so all are kept for any mass.
     x = torch.full((p["B"], p["V"]), 0.5, dtype=ctx.dtype, device=ctx.device)
     for mass in (0.1, 0.5, 0.9):
         kept = kept_set(ctx, x, ctx.target(x, mass))
         if not kept.all():
-            ctx.fail(f"typical (mass {mass}) on a uniform distribution kept only {kept[0].nonzero().flatten().tolist()}; "
-                     "tokens tied in typicality with the boundary token are kept", mass=mass)
-
-
-TYPICAL = Component(
-    name="typical_p",
-    family="sampling",
-    signature="typical_p" + FILTER_SIGNATURE.format(param="p: float in (0, 1)"),
-    summary="Locally typical filtering: keep the tokens whose -log p is closest to the entropy, up to mass p.",
-    reference=ref.typical_p,
-    invariants=(
-        Invariant("typical_p.keeps.most_typical_set",
-             "Ranking tokens by |-log p_i - H|, the kept set is the ranking's prefix up to the first token where the mass "
-             "reaches p, plus tokens tied with it (scores within rounding and masses within (V/2 + 3) eps go either way).",
-             f"Meister et al. 2023, eq. 5; {HF}: TypicalLogitsWarper", "property",
-             _threshold_examples((0.2, 0.5, 0.9, 0.95)), _check_typical),
-        Invariant("typical_p.ties.kept", "Tokens tied in typicality with the boundary token are kept: a uniform distribution is kept whole.",
-             f"{HF}: TypicalLogitsWarper (`sorted_scores > boundary score` removed)", "property", logits_examples(),
-             _check_typical_ties),
-    ),
-)
-
-
-COMPONENTS = (TEMPERATURE, TOP_K, TOP_P, MIN_P, EPSILON, TYPICAL)
+            ctx.fail(f"typical (mass {mass}) on a uniform distribution kept only "
+                     f"{kept[0].nonzero().flatten().tolist()}; tokens tied in typicality with the boundary token are "
+                     "kept", mass=mass)

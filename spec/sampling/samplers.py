@@ -2,13 +2,14 @@
 and vLLM's sampling kernels). Two kinds of check are kept apart:
 
 - hard support: a filtered token is never drawn, every kept token is drawn (with a miss probability < e^-20);
-- statistical frequency: Pearson's chi-square test of the draws against the filtered, renormalized float64
-  distribution, DRAWS draws per row, rejecting at false-alarm rate ALPHA per example (the chi-square survival
-  function is computed with torch.special.gammaincc, no scipy needed). Cosine similarity is not used: a sampler
-  that drops the lowest 5% of the mass still scores 0.998 on it, and fails this test.
+- statistical frequency: Pearson's chi-square test (spec/statistics.py) of the draws against the filtered,
+  renormalized float64 distribution, DRAWS draws per row, rejecting at false-alarm rate ALPHA per example.
+  Cosine similarity is not used: a sampler that drops the lowest 5% of the mass still scores 0.998 on it, and
+  fails this test.
 
 Draws are made by one target call on DRAWS copies of each row, with a generator seeded from the example, so
-every verdict is deterministic. The same generator state must give the same draws.
+every verdict is deterministic. The same generator state must give the same draws. Each check is one table with a
+row per sampler; `param` names the sampler's filter parameter (None for `sample`).
 """
 
 from __future__ import annotations
@@ -20,31 +21,40 @@ from hypothesis import strategies as st
 
 from ...reference import sampling as ref
 from ..checks import to64
-from ..core import Component, Context, Invariant
-from .processors import HF, VLLM, mass_slack, ratio_slack
+from ..core import Component, Context, invariant, row
+from ..statistics import chi_square_test
 from ..strategies import layouts, relayout, seeds, sizes
+from .inputs import HF, VLLM, mass_slack, ratio_slack
 
 DRAWS = 3000  # per distinct row; two distinct rows per call
 ALPHA = 1e-6
 ROWS = 2
 FLASHINFER = "FlashInfer sampling.py (top_k_sampling_from_probs, top_p_sampling_from_probs, min_p_sampling_from_probs)"
 
-
-def chi_square_pvalue(statistic: float, df: int) -> float:
-    """P(X >= statistic) for X ~ chi-square(df): the regularized upper incomplete gamma Q(df / 2, statistic / 2)."""
-    if df <= 0:
-        return 1.0
-    return float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64), torch.tensor(statistic / 2, dtype=torch.float64)))
-
-
-def chi_square_test(counts: torch.Tensor, probs: torch.Tensor) -> tuple[float, int, float]:
-    """Pearson's statistic of observed counts against probabilities (both over the same support), its degrees of
-    freedom and p-value. Expected counts must be >= 5 for the chi-square approximation (callers ensure >= 20)."""
-    n = float(counts.sum())
-    expected = probs.to(torch.float64) * n
-    statistic = float(((counts.to(torch.float64) - expected) ** 2 / expected).sum())
-    df = counts.numel() - 1
-    return statistic, df, chi_square_pvalue(statistic, df)
+SAMPLE = Component(
+    name="sample",
+    signature="sample(logits: Float[B, V], generator: torch.Generator) -> Int[B]",
+    summary="One token per row drawn from softmax(logits).",
+    reference=ref.sample,
+)
+TOP_K_SAMPLE = Component(
+    name="top_k_sample",
+    signature="top_k_sample(logits: Float[B, V], k: int, generator: torch.Generator) -> Int[B]",
+    summary="One token per row drawn from the top-k distribution.",
+    reference=ref.top_k_sample,
+)
+TOP_P_SAMPLE = Component(
+    name="top_p_sample",
+    signature="top_p_sample(logits: Float[B, V], p: float, generator: torch.Generator) -> Int[B]",
+    summary="One token per row drawn from the top-p distribution.",
+    reference=ref.top_p_sample,
+)
+MIN_P_SAMPLE = Component(
+    name="min_p_sample",
+    signature="min_p_sample(logits: Float[B, V], p: float, generator: torch.Generator) -> Int[B]",
+    summary="One token per row drawn from the min-p distribution.",
+    reference=ref.min_p_sample,
+)
 
 
 # --- inputs: logits = log(w) with w in [1, 8], so every kept token has renormalized probability >= 1 / (8 V) -----
@@ -78,11 +88,11 @@ def _parameter(ctx: Context, name: str, x64: torch.Tensor, p: dict):
     if name == "k":
         return 1 + p["gap"] % p["V"]
     if name == "p_top":
-        candidates = sorted({value for row in x64 for value in _block_ends(row)})
-        safe = [c for c in candidates if all(_top_p_safe(row, c, 2 * mass_slack(ctx, p["V"])) for row in x64)]
+        candidates = sorted({value for r in x64 for value in _block_ends(r)})
+        safe = [c for c in candidates if all(_top_p_safe(r, c, 2 * mass_slack(ctx, p["V"])) for r in x64)]
         return safe[p["gap"] % len(safe)] if safe else 1.0
     if name == "p_min":
-        logs = [(row - row.max()).unique(sorted=True) for row in x64]
+        logs = [(r - r.max()).unique(sorted=True) for r in x64]
         candidates = sorted({float(a + b) / 2 for lr in logs for a, b in zip(lr[:-1], lr[1:])})
         margin = 4 * ratio_slack(ctx)
         safe = [c for c in candidates if all(bool(((lr - c).abs() > margin).all()) for lr in logs)]
@@ -90,15 +100,16 @@ def _parameter(ctx: Context, name: str, x64: torch.Tensor, p: dict):
     raise KeyError(name)
 
 
-def _block_ends(row: torch.Tensor) -> list[float]:
+def _block_ends(x_row: torch.Tensor) -> list[float]:
     """Top-p thresholds halfway into the mass of the last token of each block of tied tokens."""
-    q = row.softmax(-1).sort(descending=True).values
-    return [float(q[:e].sum() + q[e] / 2) for e in range(q.numel()) if e == q.numel() - 1 or q[e] > q[e + 1] * (1 + 1e-9)]
+    q = x_row.softmax(-1).sort(descending=True).values
+    return [float(q[:e].sum() + q[e] / 2) for e in range(q.numel())
+            if e == q.numel() - 1 or q[e] > q[e + 1] * (1 + 1e-9)]
 
 
-def _top_p_safe(row: torch.Tensor, p: float, margin: float) -> bool:
+def _top_p_safe(x_row: torch.Tensor, p: float, margin: float) -> bool:
     """p is not within `margin` of a prefix mass of the row, and the boundary token is the last of its tie block."""
-    q = row.softmax(-1).sort(descending=True).values
+    q = x_row.softmax(-1).sort(descending=True).values
     masses = q.cumsum(0)
     if bool(((masses - p).abs() <= margin).any()):
         return False
@@ -138,85 +149,93 @@ def _describe(name, value) -> str:
     return "" if name is None else f" ({'k' if name == 'k' else 'p'} = {value:.6g})"
 
 
-def _check_support(name):
-    def check(ctx: Context, p: dict) -> None:
-        x64, value, q, ids = _draws(ctx, p, name)
-        drawn = torch.zeros(ROWS, p["V"], dtype=torch.bool).scatter_(1, ids, True)
-        bad = drawn & (q == 0)
-        if bad.any():
-            b, i = (int(v) for v in bad.nonzero()[0])
-            ctx.fail(f"row {b}: drew token {i}, which the filter removes{_describe(name, value)}; kept set "
-                     f"{(q[b] > 0).nonzero().flatten().tolist()}", row=b, token=i)
-    return check
+# --- the fields every row of a sampler shares: its filter parameter, examples, and sources --------------------
+
+_SAMPLE = dict(param=None, examples=_sampler_examples(None),
+               source=f"{HF} GenerationMixin._sample (torch.multinomial(softmax(scores), 1)); "
+               f"{VLLM} Sampler.random_sample")
+_TOP_K = dict(param="k", examples=_sampler_examples("k"),
+              source=f"Fan et al. 2018; {FLASHINFER}; {VLLM} TopKTopPSampler")
+_TOP_P = dict(param="p_top", examples=_sampler_examples("p_top"),
+              source=f"Holtzman et al. 2020; {FLASHINFER}; {VLLM} TopKTopPSampler")
+_MIN_P = dict(param="p_min", examples=_sampler_examples("p_min"),
+              source=f"Nguyen et al. 2024; {FLASHINFER}; {VLLM} MinPLogitsProcessor")
 
 
-def _check_reachable(name):
-    def check(ctx: Context, p: dict) -> None:
-        x64, value, q, ids = _draws(ctx, p, name)
-        drawn = torch.zeros(ROWS, p["V"], dtype=torch.bool).scatter_(1, ids, True)
-        missed = (q > 0) & ~drawn
-        if missed.any():
-            b, i = (int(v) for v in missed.nonzero()[0])
-            ctx.fail(f"row {b}: kept token {i} (probability {float(q[b, i]):.4g}) never drawn in {DRAWS} draws "
-                     f"(chance {math.exp(DRAWS * math.log1p(-float(q[b, i]))):.2g}){_describe(name, value)}", row=b, token=i)
-    return check
+@invariant(
+    row("sample.support.filtered_never_drawn", **_SAMPLE,
+        statement=f"The sampler never draws tokens with -inf logits ({ROWS} x {DRAWS} draws)."),
+    row("top_k_sample.support.filtered_never_drawn", **_TOP_K,
+        statement=f"The sampler never draws tokens the top-k filter removes ({ROWS} x {DRAWS} draws)."),
+    row("top_p_sample.support.filtered_never_drawn", **_TOP_P,
+        statement=f"The sampler never draws tokens the top-p filter removes ({ROWS} x {DRAWS} draws)."),
+    row("min_p_sample.support.filtered_never_drawn", **_MIN_P,
+        statement=f"The sampler never draws tokens the min-p filter removes ({ROWS} x {DRAWS} draws)."),
+    kind="property",
+)
+def check_support(ctx: Context, p: dict, param: str | None) -> None:
+    x64, value, q, ids = _draws(ctx, p, param)
+    drawn = torch.zeros(ROWS, p["V"], dtype=torch.bool).scatter_(1, ids, True)
+    bad = drawn & (q == 0)
+    if bad.any():
+        b, i = (int(v) for v in bad.nonzero()[0])
+        ctx.fail(f"row {b}: drew token {i}, which the filter removes{_describe(param, value)}; kept set "
+                 f"{(q[b] > 0).nonzero().flatten().tolist()}", row=b, token=i)
 
 
-def _check_frequencies(name):
-    def check(ctx: Context, p: dict) -> None:
-        x64, value, q, ids = _draws(ctx, p, name)
-        for b in range(ROWS):
-            support = q[b] > 0
-            counts = torch.bincount(ids[b], minlength=p["V"])
-            if (counts[~support] > 0).any():
-                ctx.fail(f"row {b}: drew removed tokens {(~support & (counts > 0)).nonzero().flatten().tolist()}", row=b)
-            statistic, df, pvalue = chi_square_test(counts[support], q[b][support])
-            if pvalue < ALPHA / ROWS:
-                ctx.fail(f"row {b}: frequencies {counts[support].tolist()} in {DRAWS} draws differ from the renormalized "
-                         f"distribution {[round(float(v), 4) for v in q[b][support]]}{_describe(name, value)}: chi-square "
-                         f"{statistic:.1f} with {df} df, p-value {pvalue:.2g} < {ALPHA / ROWS:g}", row=b, statistic=statistic, pvalue=pvalue)
-    return check
+@invariant(
+    row("sample.support.kept_all_reachable", **_SAMPLE),
+    row("top_k_sample.support.kept_all_reachable", **_TOP_K),
+    row("top_p_sample.support.kept_all_reachable", **_TOP_P),
+    row("min_p_sample.support.kept_all_reachable", **_MIN_P),
+    kind="property",
+    statement=f"Every kept token (renormalized probability >= 1/(8V)) is drawn at least once in {DRAWS} draws "
+    "(miss probability < e^-20 per token).",
+)
+def check_reachable(ctx: Context, p: dict, param: str | None) -> None:
+    x64, value, q, ids = _draws(ctx, p, param)
+    drawn = torch.zeros(ROWS, p["V"], dtype=torch.bool).scatter_(1, ids, True)
+    missed = (q > 0) & ~drawn
+    if missed.any():
+        b, i = (int(v) for v in missed.nonzero()[0])
+        ctx.fail(f"row {b}: kept token {i} (probability {float(q[b, i]):.4g}) never drawn in {DRAWS} draws "
+                 f"(chance {math.exp(DRAWS * math.log1p(-float(q[b, i]))):.2g}){_describe(param, value)}",
+                 row=b, token=i)
 
 
-def _check_reproducible(name):
-    def check(ctx: Context, p: dict) -> None:
-        first, second = _draws(ctx, p, name)[3], _draws(ctx, p, name)[3]
-        if not torch.equal(first, second):
-            ctx.fail("two calls with generators in the same state drew different tokens (draws must come from `generator`)")
-    return check
+@invariant(
+    row("sample.frequency.chi_square", **_SAMPLE),
+    row("top_k_sample.frequency.chi_square", **_TOP_K),
+    row("top_p_sample.frequency.chi_square", **_TOP_P),
+    row("min_p_sample.frequency.chi_square", **_MIN_P),
+    kind="statistical",
+    statement=f"Draw frequencies match the filtered, renormalized float64 distribution: Pearson chi-square over the "
+    f"kept tokens, {DRAWS} draws per row, false-alarm rate {ALPHA:g} per example.",
+)
+def check_frequencies(ctx: Context, p: dict, param: str | None) -> None:
+    x64, value, q, ids = _draws(ctx, p, param)
+    for b in range(ROWS):
+        support = q[b] > 0
+        counts = torch.bincount(ids[b], minlength=p["V"])
+        if (counts[~support] > 0).any():
+            ctx.fail(f"row {b}: drew removed tokens {(~support & (counts > 0)).nonzero().flatten().tolist()}", row=b)
+        statistic, df, pvalue = chi_square_test(counts[support], q[b][support])
+        if pvalue < ALPHA / ROWS:
+            ctx.fail(f"row {b}: frequencies {counts[support].tolist()} in {DRAWS} draws differ from the renormalized "
+                     f"distribution {[round(float(v), 4) for v in q[b][support]]}{_describe(param, value)}: "
+                     f"chi-square {statistic:.1f} with {df} df, p-value {pvalue:.2g} < {ALPHA / ROWS:g}",
+                     row=b, statistic=statistic, pvalue=pvalue)
 
 
-def _sampler(name: str, fn_name: str, param: str | None, filter_doc: str, source: str) -> Component:
-    signature = (f"{fn_name}(logits: Float[B, V]" + ("" if param is None else f", {'k: int' if param == 'k' else 'p: float'}")
-                 + ", generator: torch.Generator) -> Int[B]")
-    support = "tokens with -inf logits" if param is None else f"tokens the {filter_doc} filter removes"
-    inv = lambda suffix, statement, kind, check, budget=1.0: Invariant(  # noqa: E731
-        f"{fn_name}.{suffix}", statement, source, kind, _sampler_examples(param), check, budget=budget)
-    return Component(
-        name=fn_name,
-        family="sampling",
-        signature=signature,
-        summary=f"One token per row drawn from the {filter_doc} distribution." if param else "One token per row drawn from softmax(logits).",
-        reference=getattr(ref, fn_name),
-        invariants=(
-            inv("support.filtered_never_drawn", f"The sampler never draws {support} ({ROWS} x {DRAWS} draws).", "property",
-                _check_support(param)),
-            inv("support.kept_all_reachable",
-                f"Every kept token (renormalized probability >= 1/(8V)) is drawn at least once in {DRAWS} draws "
-                "(miss probability < e^-20 per token).", "property", _check_reachable(param)),
-            inv("frequency.chi_square",
-                f"Draw frequencies match the filtered, renormalized float64 distribution: Pearson chi-square over the kept "
-                f"tokens, {DRAWS} draws per row, false-alarm rate {ALPHA:g} per example.", "statistical", _check_frequencies(param)),
-            inv("generator.reproducible", "Two calls with generators seeded alike return identical draws.", "property",
-                _check_reproducible(param)),
-        ),
-    )
-
-
-SAMPLE = _sampler("sample", "sample", None, "softmax", f"{HF} GenerationMixin._sample (torch.multinomial(softmax(scores), 1)); "
-                  f"{VLLM} Sampler.random_sample")
-TOP_K_SAMPLE = _sampler("top_k_sample", "top_k_sample", "k", "top-k", f"Fan et al. 2018; {FLASHINFER}; {VLLM} TopKTopPSampler")
-TOP_P_SAMPLE = _sampler("top_p_sample", "top_p_sample", "p_top", "top-p", f"Holtzman et al. 2020; {FLASHINFER}; {VLLM} TopKTopPSampler")
-MIN_P_SAMPLE = _sampler("min_p_sample", "min_p_sample", "p_min", "min-p", f"Nguyen et al. 2024; {FLASHINFER}; {VLLM} MinPLogitsProcessor")
-
-COMPONENTS = (SAMPLE, TOP_K_SAMPLE, TOP_P_SAMPLE, MIN_P_SAMPLE)
+@invariant(
+    row("sample.generator.reproducible", **_SAMPLE),
+    row("top_k_sample.generator.reproducible", **_TOP_K),
+    row("top_p_sample.generator.reproducible", **_TOP_P),
+    row("min_p_sample.generator.reproducible", **_MIN_P),
+    kind="property",
+    statement="Two calls with generators seeded alike return identical draws.",
+)
+def check_reproducible(ctx: Context, p: dict, param: str | None) -> None:
+    first, second = _draws(ctx, p, param)[3], _draws(ctx, p, param)[3]
+    if not torch.equal(first, second):
+        ctx.fail("two calls with generators in the same state drew different tokens (draws must come from `generator`)")

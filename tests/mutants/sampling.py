@@ -36,7 +36,7 @@ def top_k_no_clamp(logits, k):
 
 def _descending_mass(logits):
     probs = logits.softmax(-1)
-    order = probs.argsort(-1, descending=True, stable=True)
+    order = probs.argsort(dim=-1, descending=True, stable=True)
     return probs, order, probs.gather(-1, order).cumsum(-1)
 
 
@@ -99,7 +99,7 @@ def typical_drops_ties(logits, p):
     """Keeps exactly the prefix of the typicality ranking, not the tokens tied with its last one."""
     logp = logits.log_softmax(-1)
     entropy = -(logp.exp() * logp).sum(-1, keepdim=True)
-    order = (-logp - entropy).abs().argsort(-1, stable=True)
+    order = (-logp - entropy).abs().argsort(dim=-1, stable=True)
     mass = logits.gather(-1, order).softmax(-1).cumsum(-1)
     keep_sorted = torch.arange(logits.shape[-1]) <= (mass < p).sum(-1, keepdim=True)
     return logits.masked_fill(~keep_sorted.scatter(-1, order, keep_sorted), NEG_INF)
@@ -289,10 +289,10 @@ CAUGHT = [
     ("repetition_penalty", "repetition_per_occurrence", {"repetition_penalty.count.once_per_token"}),
     ("repetition_penalty", "repetition_returns_log_probs", {"repetition_penalty.identity.one"}),
     ("presence_frequency_penalty", "presence_per_occurrence",
-     {"presence_frequency.presence.once_per_token", "presence_frequency.reference.matches"}),
+     {"presence_frequency_penalty.presence.once_per_token", "presence_frequency_penalty.reference.matches"}),
     ("presence_frequency_penalty", "frequency_once",
-     {"presence_frequency.frequency.per_occurrence", "presence_frequency.reference.matches"}),
-    ("presence_frequency_penalty", "presence_frequency_log_probs", {"presence_frequency.identity.zero"}),
+     {"presence_frequency_penalty.frequency.per_occurrence", "presence_frequency_penalty.reference.matches"}),
+    ("presence_frequency_penalty", "presence_frequency_log_probs", {"presence_frequency_penalty.identity.zero"}),
     ("no_repeat_ngram", "ngram_window_off_by_one", {"no_repeat_ngram.bans.completing_tokens"}),
     ("sampling_pipeline", "pipeline_min_p_first", {"sampling_pipeline.order.min_p_placement"}),
     ("sampling_pipeline", "lmspec.reference.sampling:sampling_pipeline",
