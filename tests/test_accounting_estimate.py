@@ -38,14 +38,15 @@ def test_text_output_names_every_convention(capsys):
 
 
 def test_numbers_follow_the_reference(capsys):
-    code, out, _ = _run("--preset", "gpt2", "--seq-len", "1024", "--batch", "8", "--tokens", "1e9", "--json", capsys=capsys)
+    code, out, _ = _run("--preset", "gpt2", "--seq-len", "1024", "--batch", "8", "--tokens", "1e9", "--json",
+                        capsys=capsys)
     r = json.loads(out)
     from lmspec.reference.accounting import flops as F
 
     assert r["flops"]["training_per_step"] == F.megatron_training_flops(8, 1024, 12, 768, 50257)
     assert r["flops"]["forward_per_token"] * 3 == r["flops"]["training_per_token"]
-    assert r["memory"]["training"]["weights"] + r["memory"]["training"]["gradients"] + r["memory"]["training"]["optimizer"] \
-        == 16 * 124_439_808
+    training = r["memory"]["training"]
+    assert training["weights"] + training["gradients"] + training["optimizer"] == 16 * 124_439_808
     assert r["kv_cache"]["bytes_per_token"] == 2 * 12 * 12 * 64 * 2
     assert r["training_run"]["tokens"] == 1e9
     assert r["parameters"]["non_embedding"] == 85_056_000
@@ -85,5 +86,6 @@ def test_lmspec_cli_has_estimate():
     parser = cli._parser()
     subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     if "estimate" not in subcommands:
-        pytest.skip("conformance/cli.py does not wire `estimate` yet (the lead adds estimate.add_parser(sub) and 'estimate': estimate.run)")
+        pytest.skip("conformance/cli.py does not wire `estimate` yet (the lead adds estimate.add_parser(sub) and "
+                    "'estimate': estimate.run)")
     assert cli.main(["estimate", "--preset", "gpt2", "--json"]) == 0

@@ -41,7 +41,8 @@ def test_cpu_sdpa_is_not_counted_but_the_math_backend_and_meta_are():
 
     q = torch.randn(2, 3, 8, 4)
     want = F.attention_flops(2, 3, 8, 8, 4)
-    assert _count(lambda: F_nn.scaled_dot_product_attention(q, q, q, is_causal=True)) == 0  # torch 2.13, fused CPU kernel
+    # torch 2.13, fused CPU kernel
+    assert _count(lambda: F_nn.scaled_dot_product_attention(q, q, q, is_causal=True)) == 0
     with sdpa_kernel(SDPBackend.MATH):
         assert _count(lambda: F_nn.scaled_dot_product_attention(q, q, q, is_causal=True)) == want
     qm = q.to("meta")
@@ -53,8 +54,9 @@ def test_grouped_mm_experts_are_not_counted_on_cpu():
     MoE models with experts_implementation='eager'."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = {"model_type": "mixtral", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 12, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "num_key_value_heads": 1, "num_local_experts": 4, "num_experts_per_tok": 2}
+    config = {"model_type": "mixtral", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 12,
+              "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "num_local_experts": 4,
+              "num_experts_per_tok": 2}
     c = dict(config)
     hf_config = AutoConfig.for_model(c.pop("model_type"), attn_implementation="eager", **c)
     torch.manual_seed(0)
@@ -106,7 +108,8 @@ def test_published_compute_figures():
 def test_utilization_of_a_gpt2_step():
     config = P.PRESETS["gpt2"]
     flops = F.training_flops(config, 1024, 8)
-    out = F.utilization(config, 1024, 8, step_seconds=0.05, peak_flops_per_s=F.dense_peak_flops("A100", "bf16"), recompute="full")
+    out = F.utilization(config, 1024, 8, step_seconds=0.05, peak_flops_per_s=F.dense_peak_flops("A100", "bf16"),
+                        recompute="full")
     assert out["mfu"] == flops / (0.05 * 312e12)
     assert out["hfu"] > out["mfu"]
 

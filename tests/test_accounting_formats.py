@@ -28,7 +28,7 @@ def test_torch_conforms(component, target, adapter):
 
 
 def test_torch_saturates_e4m3fn_where_other_libraries_give_nan():
-    code, results = check("float_cast", "torch:Tensor.to", adapter="torch_cast", only=["formats.cast.overflow"],
+    code, results = check("float_cast", "torch:Tensor.to", adapter="torch_cast", only=["float_cast.overflow"],
                           e4m3_overflow="nan")
     assert code == 1
     x = torch.tensor([1e6, -math.inf, 464.0, 465.0, math.nan])

@@ -91,7 +91,9 @@ def forward_breakdown(
     }
 
 
-def forward_flops(config: Mapping[str, Any], seq_len: int, batch: int = 1, attention: AttentionConvention = "dense") -> int:
+def forward_flops(
+    config: Mapping[str, Any], seq_len: int, batch: int = 1, attention: AttentionConvention = "dense"
+) -> int:
     """Matmul FLOPs of one forward pass (see `forward_breakdown`)."""
     return forward_breakdown(config, seq_len, batch, attention)["total"]
 
@@ -131,7 +133,9 @@ def palm_model_flops_per_token(params: int, layers: int, heads: int, head_dim: i
     return 6 * params + 12 * layers * heads * head_dim * seq_len
 
 
-def megatron_training_flops(batch: int, seq_len: int, layers: int, hidden: int, vocab: int, recompute: bool = False) -> int:
+def megatron_training_flops(
+    batch: int, seq_len: int, layers: int, hidden: int, vocab: int, recompute: bool = False
+) -> int:
     """Narayanan et al. 2021, sec. 5.1: 72 B s l h^2 (1 + s/(6h) + V/(12 h l)) per iteration, or with full
     recomputation 96 B s l h^2 (1 + s/(6h) + V/(16 l h)); exact integers for a GPT layer (d_ff = 4h)."""
     b, s, l, h, v = batch, seq_len, layers, hidden, vocab
@@ -186,10 +190,11 @@ def warn_if_sparse_peak(peak_flops_per_s: float) -> None:
     which is H100's dense fp8 as well as its sparse bf16): twice the dense throughput, so MFU would be halved."""
     tflops = peak_flops_per_s / 1e12
     dense = {d for d, _, _ in PEAK_TFLOPS.values()}
-    sparse = [f"{dev} {dt}" for (dev, dt), (_, sp, _) in PEAK_TFLOPS.items() if sp is not None and math.isclose(sp, tflops)]
+    sparse = [f"{dev} {dt}" for (dev, dt), (_, sp, _) in PEAK_TFLOPS.items()
+              if sp is not None and math.isclose(sp, tflops)]
     if sparse and not any(math.isclose(d, tflops) for d in dense):
-        warnings.warn(f"{tflops:g} TFLOP/s is the 'with sparsity' datasheet figure of {', '.join(sparse)}; MFU divides by "
-                      "the dense peak (half of it): see dense_peak_flops", stacklevel=3)
+        warnings.warn(f"{tflops:g} TFLOP/s is the 'with sparsity' datasheet figure of {', '.join(sparse)}; MFU "
+                      "divides by the dense peak (half of it): see dense_peak_flops", stacklevel=3)
 
 
 def utilization(

@@ -110,7 +110,9 @@ def float_cast(x: Float[Tensor, "*shape"], format: str, e4m3_overflow: str = "sa
 
 
 @typechecked
-def absmax_quantize(x: Float[Tensor, "*shape"], dim: int | None = None) -> tuple[Int[Tensor, "*shape"], Float[Tensor, "..."]]:
+def absmax_quantize(
+    x: Float[Tensor, "*shape"], dim: int | None = None
+) -> tuple[Int[Tensor, "*shape"], Float[Tensor, "..."]]:
     """Symmetric int8: scale = max|x| / 127 (float32; per tensor, or along `dim` with keepdim), q = round(x / scale).
 
     An all-zero tensor (or slice) gets scale 0 and q = 0."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import Any, Literal, Mapping
 
-from ..attention import kv_cache_bytes
 from .params import architecture, param_count
 
 #: bytes per parameter: (weights, gradients, optimizer states).
@@ -37,7 +36,8 @@ RECIPES: dict[str, tuple[int, int, int]] = {
 }
 RECIPE_DOCS = {
     "fp32_adam": "fp32 weights and gradients, fp32 Adam moments: 4 + 4 + 8 = 16 B/param",
-    "mixed_adam": "bf16/fp16 weights and gradients, fp32 master weights and moments (ZeRO's K = 12): 2 + 2 + 12 = 16 B/param",
+    "mixed_adam": "bf16/fp16 weights and gradients, fp32 master weights and moments (ZeRO's K = 12): "
+    "2 + 2 + 12 = 16 B/param",
     "mixed_adam_fp32_grads": "as mixed_adam with fp32 main gradients (Megatron-LM): 2 + 4 + 12 = 18 B/param",
     "bf16_adam": "bf16 weights, gradients and Adam moments, no master copy: 2 + 2 + 4 = 8 B/param",
 }
@@ -93,7 +93,16 @@ def activation_memory(
     raise ValueError(f"recompute {recompute!r} not in ('none', 'selective', 'full')")
 
 
-def mla_cache_bytes(layers: int, latent_dim: int, rope_dim: int, tokens: int, batch: int, bytes_per_element: int) -> int:
+def kv_cache_bytes(
+    num_layers: int, kv_heads: int, head_dim: int, tokens: int, batch: int, bytes_per_element: int
+) -> int:
+    """2 (K and V) x layers x kv_heads x head_dim x tokens x batch x bytes per element."""
+    return 2 * num_layers * kv_heads * head_dim * tokens * batch * bytes_per_element
+
+
+def mla_cache_bytes(
+    layers: int, latent_dim: int, rope_dim: int, tokens: int, batch: int, bytes_per_element: int
+) -> int:
     """MLA caches the latent c_KV (d_c) and the shared RoPE key k_R (d_h^R) per token and layer."""
     return layers * (latent_dim + rope_dim) * tokens * batch * bytes_per_element
 
@@ -104,7 +113,9 @@ def kv_cache_bytes_per_token(config: Mapping[str, Any], bytes_per_element: int =
     return kv_cache_bytes(arch.num_layers, arch.num_kv_heads, arch.head_dim, 1, 1, bytes_per_element)
 
 
-def inference_memory(config: Mapping[str, Any], tokens: int, batch: int = 1, weight_bytes: int = 2, cache_bytes: int = 2) -> dict[str, int]:
+def inference_memory(
+    config: Mapping[str, Any], tokens: int, batch: int = 1, weight_bytes: int = 2, cache_bytes: int = 2
+) -> dict[str, int]:
     """Weights plus the KV cache of `batch` sequences of `tokens` tokens (activations of one step are small)."""
     arch = architecture(config)
     weights = param_count(config)["total"] * weight_bytes
@@ -112,7 +123,9 @@ def inference_memory(config: Mapping[str, Any], tokens: int, batch: int = 1, wei
     return {"weights": weights, "kv_cache": cache, "total": weights + cache}
 
 
-def attention_memory_traffic(batch: int, seq_len: int, d_model: int, heads: int, kv_heads: int, incremental: bool) -> dict[str, float]:
+def attention_memory_traffic(
+    batch: int, seq_len: int, d_model: int, heads: int, kv_heads: int, incremental: bool
+) -> dict[str, float]:
     """Shazeer 2019's counts for multi-head attention over n = seq_len tokens, b sequences, k = d / h.
 
     Derivation (sec. 2.4, 3.1): the projections perform Theta(b n d^2) arithmetic operations either way.

@@ -34,19 +34,24 @@ EMBEDDING_CONVENTIONS = ("input_and_output", "input_only", "positions_only")
 
 #: transformers 5.23 defaults of the keys that size a model, per model_type (used when config.json omits them).
 HF_DEFAULTS: dict[str, dict[str, Any]] = {
-    "gpt2": dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12, n_inner=None, tie_word_embeddings=True),
-    "llama": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                  num_key_value_heads=None, head_dim=None, attention_bias=False, mlp_bias=False, tie_word_embeddings=False),
-    "mistral": dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                    num_key_value_heads=8, head_dim=None, tie_word_embeddings=False),
-    "qwen2": dict(vocab_size=151936, hidden_size=4096, intermediate_size=22016, num_hidden_layers=32, num_attention_heads=32,
-                  num_key_value_heads=32, tie_word_embeddings=False),
-    "qwen3": dict(vocab_size=151936, hidden_size=4096, intermediate_size=22016, num_hidden_layers=32, num_attention_heads=32,
-                  num_key_value_heads=32, head_dim=128, attention_bias=False, tie_word_embeddings=False),
-    "gemma": dict(vocab_size=256000, hidden_size=3072, intermediate_size=24576, num_hidden_layers=28, num_attention_heads=16,
-                  num_key_value_heads=16, head_dim=256, attention_bias=False, tie_word_embeddings=True),
-    "mixtral": dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                    num_key_value_heads=8, head_dim=None, num_local_experts=8, num_experts_per_tok=2, tie_word_embeddings=False),
+    "gpt2": dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12, n_inner=None,
+                 tie_word_embeddings=True),
+    "llama": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                  num_attention_heads=32, num_key_value_heads=None, head_dim=None, attention_bias=False, mlp_bias=False,
+                  tie_word_embeddings=False),
+    "mistral": dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                    num_attention_heads=32, num_key_value_heads=8, head_dim=None, tie_word_embeddings=False),
+    "qwen2": dict(vocab_size=151936, hidden_size=4096, intermediate_size=22016, num_hidden_layers=32,
+                  num_attention_heads=32, num_key_value_heads=32, tie_word_embeddings=False),
+    "qwen3": dict(vocab_size=151936, hidden_size=4096, intermediate_size=22016, num_hidden_layers=32,
+                  num_attention_heads=32, num_key_value_heads=32, head_dim=128, attention_bias=False,
+                  tie_word_embeddings=False),
+    "gemma": dict(vocab_size=256000, hidden_size=3072, intermediate_size=24576, num_hidden_layers=28,
+                  num_attention_heads=16, num_key_value_heads=16, head_dim=256, attention_bias=False,
+                  tie_word_embeddings=True),
+    "mixtral": dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                    num_attention_heads=32, num_key_value_heads=8, head_dim=None, num_local_experts=8,
+                    num_experts_per_tok=2, tie_word_embeddings=False),
 }
 SUPPORTED_MODEL_TYPES = tuple(HF_DEFAULTS)
 
@@ -155,7 +160,8 @@ def layer_parameters(arch: Architecture) -> dict[str, int]:
         expert = 3 * d * f + (2 * f + d) * arch.mlp_bias
     norm = 2 * d if arch.norm == "layernorm" else d
     router = arch.num_experts * d if arch.is_moe else 0
-    return {"attention": attention, "mlp": arch.num_experts * expert, "expert": expert, "router": router, "norms": 2 * norm}
+    return {"attention": attention, "mlp": arch.num_experts * expert, "expert": expert, "router": router,
+            "norms": 2 * norm}
 
 
 def parameter_breakdown(config: Mapping[str, Any] | Architecture) -> dict[str, int]:
@@ -217,7 +223,10 @@ def matmul_parameters(config: Mapping[str, Any] | Architecture, active: bool = T
 
 def with_layers(config: Mapping[str, Any], num_layers: int) -> dict:
     """The same config with another layer count (for per-layer differences)."""
-    key = "n_layers" if "model_type" not in config and "dim" in config else "n_layer" if config.get("model_type") == "gpt2" else "num_hidden_layers"
+    if "model_type" not in config and "dim" in config:
+        key = "n_layers"  # Meta's params.json
+    else:
+        key = "n_layer" if config.get("model_type") == "gpt2" else "num_hidden_layers"
     return {**config, key: num_layers}
 
 
@@ -226,8 +235,8 @@ def _gpt2(n_layer: int, n_embd: int, n_head: int) -> dict:
             "n_layer": n_layer, "n_head": n_head}
 
 
-def _llama(hidden: int, inter: int, layers: int, heads: int, kv: int, vocab: int, context: int, model_type: str = "llama",
-           **extra) -> dict:
+def _llama(hidden: int, inter: int, layers: int, heads: int, kv: int, vocab: int, context: int,
+           model_type: str = "llama", **extra) -> dict:
     return {"model_type": model_type, "vocab_size": vocab, "hidden_size": hidden, "intermediate_size": inter,
             "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
             "max_position_embeddings": context, "tie_word_embeddings": False, **extra}
@@ -250,14 +259,16 @@ PRESETS: dict[str, dict] = {
 
 #: Meta's params.json of the same models (vocab_size filled in: Meta's files say -1 for Llama 2).
 META_PARAMS: dict[str, dict] = {
-    "llama-2-7b": {"dim": 4096, "multiple_of": 256, "n_heads": 32, "n_layers": 32, "norm_eps": 1e-05, "vocab_size": 32000},
-    "llama-2-13b": {"dim": 5120, "multiple_of": 256, "n_heads": 40, "n_layers": 40, "norm_eps": 1e-05, "vocab_size": 32000},
+    "llama-2-7b": {"dim": 4096, "multiple_of": 256, "n_heads": 32, "n_layers": 32, "norm_eps": 1e-05,
+                   "vocab_size": 32000},
+    "llama-2-13b": {"dim": 5120, "multiple_of": 256, "n_heads": 40, "n_layers": 40, "norm_eps": 1e-05,
+                    "vocab_size": 32000},
     "llama-2-70b": {"dim": 8192, "multiple_of": 4096, "ffn_dim_multiplier": 1.3, "n_heads": 64, "n_kv_heads": 8,
                     "n_layers": 80, "norm_eps": 1e-05, "vocab_size": 32000},
-    "llama-3-8b": {"dim": 4096, "n_layers": 32, "n_heads": 32, "n_kv_heads": 8, "vocab_size": 128256, "multiple_of": 1024,
-                   "ffn_dim_multiplier": 1.3, "norm_eps": 1e-05, "rope_theta": 500000.0},
-    "llama-3-70b": {"dim": 8192, "n_layers": 80, "n_heads": 64, "n_kv_heads": 8, "vocab_size": 128256, "multiple_of": 4096,
-                    "ffn_dim_multiplier": 1.3, "norm_eps": 1e-05, "rope_theta": 500000.0},
+    "llama-3-8b": {"dim": 4096, "n_layers": 32, "n_heads": 32, "n_kv_heads": 8, "vocab_size": 128256,
+                   "multiple_of": 1024, "ffn_dim_multiplier": 1.3, "norm_eps": 1e-05, "rope_theta": 500000.0},
+    "llama-3-70b": {"dim": 8192, "n_layers": 80, "n_heads": 64, "n_kv_heads": 8, "vocab_size": 128256,
+                    "multiple_of": 4096, "ffn_dim_multiplier": 1.3, "norm_eps": 1e-05, "rope_theta": 500000.0},
 }
 
 #: Totals counted by transformers 5.23 on the meta device (GPT-2 sizes and Llama-2-7B / Llama-3-8B are also

@@ -9,8 +9,8 @@ import torch
 from hypothesis import strategies as st
 
 from ...reference.accounting import formats as ref
-from ..core import FLOAT_DTYPES, Component, Context, Invariant, Option
-from ..guard import expect_tensor
+from ..checks import assert_equal, assert_within, expect_tensor, show
+from ..core import FLOAT_DTYPES, Component, Context, Option, invariant
 from ..strategies import materialize, seeds
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -29,26 +29,44 @@ def decode(name: str, pattern: int) -> float:
 
 # --- layouts --------------------------------------------------------------------------------------------
 
+FLOAT_FORMAT = Component(
+    name="float_format",
+    signature="float_format(name: str) -> {'bits', 'exponent_bits', 'mantissa_bits', 'bias', 'max', 'smallest_normal', "
+    "'smallest_subnormal', 'eps', 'has_infinity'}",
+    summary="fp32, fp16, bf16, fp8 e4m3fn and e5m2 from their bit layouts: bias 2^(e-1) - 1, eps 2^-m, max, "
+    "smallest normal and subnormal (fp16 max 65504; bf16 eps 2^-7; e4m3fn max 448 without inf; e5m2 max 57344).",
+    reference=ref.float_format,
+    dtypes=(),
+)
+
 
 def _layout(ctx: Context, name: str) -> dict:
     out = ctx.target(name)
-    keys = ("bits", "exponent_bits", "mantissa_bits", "bias", "max", "smallest_normal", "smallest_subnormal", "eps", "has_infinity")
+    keys = ("bits", "exponent_bits", "mantissa_bits", "bias", "max", "smallest_normal", "smallest_subnormal", "eps",
+            "has_infinity")
     if not isinstance(out, dict) or any(k not in out for k in keys):
         ctx.fail(f"float_format({name!r}) must return a dict with keys {keys}, got {out!r}")
     return out
 
 
-def _check_finfo(ctx: Context, p: dict) -> None:
+@invariant("float_format.finfo", examples=st.just({}),
+           statement="bits, max, eps and the smallest normal agree with torch.finfo for all five formats.",
+           source="IEEE 754-2019; Micikevicius et al. 2022 (FP8 formats); torch.finfo (torch 2.13)")
+def check_float_format_finfo(ctx: Context, p: dict) -> None:
     for name in NAMES:
         f, fi = _layout(ctx, name), torch.finfo(TORCH_DTYPES[name])
         for key, want in (("bits", fi.bits), ("max", fi.max), ("eps", fi.eps), ("smallest_normal", fi.smallest_normal)):
-            if f[key] != want:
-                ctx.fail(f"{name}: {key} = {f[key]!r}, torch.finfo says {want!r}", format=name, key=key)
-        if 1 + f["exponent_bits"] + f["mantissa_bits"] != fi.bits:
-            ctx.fail(f"{name}: 1 + {f['exponent_bits']} + {f['mantissa_bits']} bits != {fi.bits}")
+            assert_equal(ctx, f[key], want, f"{name}: {key} vs torch.finfo")
+        assert_equal(ctx, 1 + f["exponent_bits"] + f["mantissa_bits"], fi.bits,
+                     f"{name}: 1 + exponent_bits + mantissa_bits vs torch.finfo's bits")
 
 
-def _check_bit_patterns(ctx: Context, p: dict) -> None:
+@invariant("float_format.bit_patterns", examples=st.just({}),
+           statement="Each constant is the value of its bit pattern: exponent field = bias is 1.0, the largest finite "
+           "pattern is max (S.1111.110 for e4m3fn), pattern 1 the smallest subnormal; infinities exist except in "
+           "e4m3fn.",
+           source="IEEE 754-2019 sec. 3.4; Micikevicius et al. 2022, Table 1")
+def check_float_format_bit_patterns(ctx: Context, p: dict) -> None:
     for name in NAMES:
         f = _layout(ctx, name)
         e, m = f["exponent_bits"], f["mantissa_bits"]
@@ -62,47 +80,28 @@ def _check_bit_patterns(ctx: Context, p: dict) -> None:
             "eps": ((f["bias"] << m) | 1, 1.0 + f["eps"]),
         }
         for key, (pattern, value) in want.items():
-            decoded = decode(name, pattern)
-            if decoded != value:
-                ctx.fail(f"{name}: {key} {f[key]!r} disagrees with the bit layout: pattern {pattern:#x} decodes to {decoded!r}",
-                         format=name, key=key)
+            assert_equal(ctx, decode(name, pattern), value,
+                         f"{name}: the value of the bit pattern {pattern:#x} that {key} = {f[key]!r} implies")
         inf_decoded = decode(name, top << m)
-        if math.isinf(inf_decoded) != bool(f["has_infinity"]):
-            ctx.fail(f"{name}: has_infinity={f['has_infinity']!r} but the all-ones exponent decodes to {inf_decoded!r}")
-
-
-FLOAT_FORMAT = Component(
-    name="float_format",
-    family="accounting",
-    signature="float_format(name: str) -> {'bits', 'exponent_bits', 'mantissa_bits', 'bias', 'max', 'smallest_normal', "
-    "'smallest_subnormal', 'eps', 'has_infinity'}",
-    summary="fp32, fp16, bf16, fp8 e4m3fn and e5m2 from their bit layouts: bias 2^(e-1) - 1, eps 2^-m, max, "
-    "smallest normal and subnormal (fp16 max 65504; bf16 eps 2^-7; e4m3fn max 448 without inf; e5m2 max 57344).",
-    reference=ref.float_format,
-    dtypes=(),
-    invariants=(
-        Invariant(
-            id="formats.layout.finfo",
-            statement="bits, max, eps and the smallest normal agree with torch.finfo for all five formats.",
-            source="IEEE 754-2019; Micikevicius et al. 2022 (FP8 formats); torch.finfo (torch 2.13)",
-            kind="property",
-            examples=st.just({}),
-            check=_check_finfo,
-        ),
-        Invariant(
-            id="formats.layout.bit_patterns",
-            statement="Each constant is the value of its bit pattern: exponent field = bias is 1.0, the largest finite "
-            "pattern is max (S.1111.110 for e4m3fn), pattern 1 the smallest subnormal; infinities exist except in e4m3fn.",
-            source="IEEE 754-2019 sec. 3.4; Micikevicius et al. 2022, Table 1",
-            kind="property",
-            examples=st.just({}),
-            check=_check_bit_patterns,
-        ),
-    ),
-)
+        assert_equal(ctx, bool(f["has_infinity"]), math.isinf(inf_decoded),
+                     f"{name}: has_infinity vs whether the all-ones exponent decodes to infinity ({inf_decoded!r})")
 
 
 # --- casts ----------------------------------------------------------------------------------------------
+
+FLOAT_CAST = Component(
+    name="float_cast",
+    signature="float_cast(x: Float32[*shape], format: str) -> Float64[*shape]  (the values after x.to(format))",
+    summary="The value of each float32 element after a cast to fp32 / fp16 / bf16 / fp8: round to nearest even, "
+    "gradual underflow, overflow to inf (e4m3fn: saturation to 448 in torch).",
+    reference=ref.float_cast,
+    dtypes=(),
+    options=(
+        Option("e4m3_overflow", "saturate", ("saturate", "nan"),
+               "what a cast to float8_e4m3fn gives beyond 448: torch 2.13 saturates to +-448 (even for +-inf); "
+               "ml_dtypes and the OCP spec's non-saturating mode give NaN"),
+    ),
+)
 
 
 def _cast(ctx: Context, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -116,11 +115,13 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _expect_values(ctx: Context, x: torch.Tensor, got: torch.Tensor, want: torch.Tensor, name: str, what: str) -> None:
+    """assert_equal's message, with the input cast, and signs of zero compared too (assert_equal takes -0.0 == 0.0)."""
     bad = ~_same(got, want)
     if bad.any():
         i = int(bad.nonzero()[0, 0])
-        ctx.fail(f"{what}: cast of {x[i].item()!r} to {name} gives {got[i].item()!r}, expected {want[i].item()!r}",
-                 input=x[i].item(), target=got[i].item(), expected=want[i].item())
+        value, expected = show(got[i].item(), want[i].item())
+        ctx.fail(f"{what}: cast of {show(x[i].item())} to {name}: {value}, expected {expected} at index [{i}]",
+                 index=[i], input=x[i].item(), target=got[i].item(), expected=want[i].item())
 
 
 @st.composite
@@ -139,14 +140,14 @@ def _float32_across_range(name: str, seed: int, n: int) -> torch.Tensor:
     return (signs * torch.exp2(exponents)).to(torch.float32)
 
 
-def _check_cast_reference(ctx: Context, p: dict) -> None:
+@invariant("float_cast.matches_reference", examples=_cast_examples(),
+           statement="Casting float32 values from below the smallest subnormal to beyond max gives exactly the "
+           "bit-layout emulation's values (signs of zero included).",
+           source="IEEE 754-2019 sec. 4.3.1 (roundTiesToEven) and 7.4 (overflow); torch 2.13 casts")
+def check_cast_matches_reference(ctx: Context, p: dict) -> None:
     x = _float32_across_range(p["format"], p["seed"], p["n"])
-    got = _cast(ctx, x, p["format"])
-    _expect_values(ctx, x, got, _expected_cast(ctx, x, p["format"]), p["format"], "value")
-
-
-def _expected_cast(ctx: Context, x: torch.Tensor, name: str) -> torch.Tensor:
-    return ref.float_cast(x, name, ctx.options["e4m3_overflow"])
+    want = ref.float_cast(x, p["format"], ctx.options["e4m3_overflow"])
+    _expect_values(ctx, x, _cast(ctx, x, p["format"]), want, p["format"], "value")
 
 
 def _neighbours(name: str, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -154,13 +155,18 @@ def _neighbours(name: str, seed: int, n: int) -> tuple[torch.Tensor, torch.Tenso
     dtype = TORCH_DTYPES[name]
     bits = torch.finfo(dtype).bits
     gen = torch.Generator().manual_seed(seed)
-    maxp = int(torch.tensor([ref.float_format(name)["max"]], dtype=torch.float32).to(dtype).view(INT_OF_WIDTH[bits]).item())
+    largest = torch.tensor([ref.float_format(name)["max"]], dtype=torch.float32).to(dtype)
+    maxp = int(largest.view(INT_OF_WIDTH[bits]).item())
     lower = torch.randint(0, maxp, (n,), generator=gen)  # maxp - 1 at most: the upper neighbour is finite
     decode_all = lambda pats: pats.to(INT_OF_WIDTH[bits]).view(dtype).to(torch.float64)  # noqa: E731
     return lower, decode_all(lower), decode_all(lower + 1)
 
 
-def _check_ties_to_even(ctx: Context, p: dict) -> None:
+@invariant("float_cast.ties_to_even", examples=_cast_examples(),
+           statement="A value halfway between two adjacent representable values rounds to the one with an even "
+           "mantissa; any other value rounds to the nearer one.",
+           source="IEEE 754-2019 sec. 4.3.1")
+def check_cast_ties_to_even(ctx: Context, p: dict) -> None:
     name = p["format"]
     if name == "float32":
         x = _float32_across_range(name, p["seed"], p["n"])
@@ -177,11 +183,6 @@ def _check_ties_to_even(ctx: Context, p: dict) -> None:
     _expect_values(ctx, x, _cast(ctx, x, name), torch.cat([lo, hi]), name, "off the midpoint the nearest value wins")
 
 
-def _check_overflow(ctx: Context, p: dict) -> None:
-    for name in NAMES:
-        _check_overflow_of(ctx, name)
-
-
 def _check_overflow_of(ctx: Context, name: str) -> None:
     f = ref.float_format(name)
     big = f["max"]
@@ -194,7 +195,8 @@ def _check_overflow_of(ctx: Context, name: str) -> None:
     if name == "float8_e4m3fn":  # 448 = S.1111.110 has an even mantissa: the tie at 448 + ulp/2 rounds down
         over = ctx.options["e4m3_overflow"]
         past = x64.abs() > big + ulp / 2 if over == "nan" else x64.abs() > big
-        target_over = torch.full_like(x64, math.nan) if over == "nan" else torch.copysign(torch.full_like(x64, big), x64)
+        saturated = torch.copysign(torch.full_like(x64, big), x64)
+        target_over = torch.full_like(x64, math.nan) if over == "nan" else saturated
         want = torch.where(past, target_over, torch.copysign(torch.full_like(x64, big), x64))
         want = torch.where(x64.isnan(), x64, want)
         what = f"e4m3fn overflow ({over})"
@@ -202,15 +204,20 @@ def _check_overflow_of(ctx: Context, name: str) -> None:
         want, what = x64, "float32 to float32 is exact"
     else:
         past = x64.abs() >= big + ulp / 2  # the midpoint to the next binade rounds up (max has an odd mantissa): inf
-        want = torch.where(past, torch.copysign(torch.full_like(x64, math.inf), x64), torch.copysign(torch.full_like(x64, big), x64))
+        want = torch.where(past, torch.copysign(torch.full_like(x64, math.inf), x64),
+                           torch.copysign(torch.full_like(x64, big), x64))
         want = torch.where(x64.isnan(), x64, want)
         what = "overflow to infinity"
     _expect_values(ctx, x, _cast(ctx, x, name), want, name, what)
 
 
-def _check_underflow(ctx: Context, p: dict) -> None:
+@invariant("float_cast.overflow", examples=st.just({}),
+           statement="Values up to max + half an ulp round to max; from there (ties included: max's mantissa is odd) "
+           "fp16, bf16 and e5m2 give +-inf; e4m3fn saturates to +-448 (option: NaN); NaN stays NaN.",
+           source="IEEE 754-2019 sec. 7.4; torch 2.13 c10/util/Float8_e4m3fn.h (saturating cast on CPU)")
+def check_cast_overflow(ctx: Context, p: dict) -> None:
     for name in NAMES:
-        _check_underflow_of(ctx, name, p)
+        _check_overflow_of(ctx, name)
 
 
 def _check_underflow_of(ctx: Context, name: str, p: dict) -> None:
@@ -229,68 +236,33 @@ def _check_underflow_of(ctx: Context, name: str, p: dict) -> None:
     _expect_values(ctx, x, _cast(ctx, x, name), want, name, "gradual underflow (subnormal grid, signed zero)")
 
 
-FLOAT_CAST = Component(
-    name="float_cast",
-    family="accounting",
-    signature="float_cast(x: Float32[*shape], format: str) -> Float64[*shape]  (the values after x.to(format))",
-    summary="The value of each float32 element after a cast to fp32 / fp16 / bf16 / fp8: round to nearest even, "
-    "gradual underflow, overflow to inf (e4m3fn: saturation to 448 in torch).",
-    reference=ref.float_cast,
-    dtypes=(),
-    options=(
-        Option("e4m3_overflow", "saturate", ("saturate", "nan"),
-               "what a cast to float8_e4m3fn gives beyond 448: torch 2.13 saturates to +-448 (even for +-inf); "
-               "ml_dtypes and the OCP spec's non-saturating mode give NaN"),
-    ),
-    invariants=(
-        Invariant(
-            id="formats.cast.matches_reference",
-            statement="Casting float32 values from below the smallest subnormal to beyond max gives exactly the "
-            "bit-layout emulation's values (signs of zero included).",
-            source="IEEE 754-2019 sec. 4.3.1 (roundTiesToEven) and 7.4 (overflow); torch 2.13 casts",
-            kind="property",
-            examples=_cast_examples(),
-            check=_check_cast_reference,
-        ),
-        Invariant(
-            id="formats.cast.ties_to_even",
-            statement="A value halfway between two adjacent representable values rounds to the one with an even "
-            "mantissa; any other value rounds to the nearer one.",
-            source="IEEE 754-2019 sec. 4.3.1",
-            kind="property",
-            examples=_cast_examples(),
-            check=_check_ties_to_even,
-        ),
-        Invariant(
-            id="formats.cast.overflow",
-            statement="Values up to max + half an ulp round to max; from there (ties included: max's mantissa is odd) "
-            "fp16, bf16 and e5m2 give +-inf; e4m3fn saturates to +-448 (option: NaN); NaN stays NaN.",
-            source="IEEE 754-2019 sec. 7.4; torch 2.13 c10/util/Float8_e4m3fn.h (saturating cast on CPU)",
-            kind="property",
-            examples=st.just({}),
-            check=_check_overflow,
-        ),
-        Invariant(
-            id="formats.cast.underflow",
-            statement="Tiny values round on the subnormal grid: below half the smallest subnormal to a zero of the same "
-            "sign, exactly half to zero (tie to even), multiples of the smallest subnormal exactly.",
-            source="IEEE 754-2019 sec. 3.4 (subnormals) and 7.5 (underflow)",
-            kind="property",
-            examples=st.fixed_dictionaries({"seed": seeds(), "n": st.integers(1, 64)}),
-            check=_check_underflow,
-        ),
-    ),
-)
+@invariant("float_cast.underflow", examples=st.fixed_dictionaries({"seed": seeds(), "n": st.integers(1, 64)}),
+           statement="Tiny values round on the subnormal grid: below half the smallest subnormal to a zero of the same "
+           "sign, exactly half to zero (tie to even), multiples of the smallest subnormal exactly.",
+           source="IEEE 754-2019 sec. 3.4 (subnormals) and 7.5 (underflow)")
+def check_cast_underflow(ctx: Context, p: dict) -> None:
+    for name in NAMES:
+        _check_underflow_of(ctx, name, p)
 
 
 # --- int8 absmax quantization ---------------------------------------------------------------------------
+
+ABSMAX_QUANTIZE = Component(
+    name="absmax_quantize",
+    signature="absmax_quantize(x: Float[*shape], dim: int | None = None) -> (Int8[*shape], Float32 scale)",
+    summary="Symmetric int8 quantization: scale = max|x| / 127 (per tensor, or per slice along `dim`), "
+    "q = round(x / scale).",
+    reference=ref.absmax_quantize,
+    dtypes=FLOAT_DTYPES,
+)
 
 
 @st.composite
 def _quant_examples(draw) -> dict:
     rank = draw(st.integers(1, 3))
-    return {"shape": [draw(st.integers(1, 9)) for _ in range(rank)], "dim": draw(st.one_of(st.none(), st.integers(-rank, rank - 1))),
-            "seed": draw(seeds()), "pattern": draw(st.sampled_from(["normal", "ties", "large"])), "zero_slice": draw(st.booleans())}
+    return {"shape": [draw(st.integers(1, 9)) for _ in range(rank)],
+            "dim": draw(st.one_of(st.none(), st.integers(-rank, rank - 1))), "seed": draw(seeds()),
+            "pattern": draw(st.sampled_from(["normal", "ties", "large"])), "zero_slice": draw(st.booleans())}
 
 
 def _quant_input(ctx: Context, p: dict) -> torch.Tensor:
@@ -312,7 +284,11 @@ def _quantize(ctx: Context, x: torch.Tensor, dim) -> tuple[torch.Tensor, torch.T
     return q, scale
 
 
-def _check_quant_range(ctx: Context, p: dict) -> None:
+@invariant("absmax_quantize.range", examples=_quant_examples(),
+           statement="q is int8 in [-127, 127], the largest |x| of each slice maps to +-127 (all-zero slices to 0), "
+           "and scale = max|x| / 127 in float32 (keepdim shape along `dim`).",
+           source="Dettmers et al. 2022, LLM.int8(), sec. 2 (absmax quantization)")
+def check_quant_range(ctx: Context, p: dict) -> None:
     x = _quant_input(ctx, p)
     q, scale = _quantize(ctx, x, p["dim"])
     q64, x64 = q.to(torch.int64).cpu(), x.to(torch.float64).cpu()
@@ -321,72 +297,40 @@ def _check_quant_range(ctx: Context, p: dict) -> None:
     absmax = x64.abs().amax() if p["dim"] is None else x64.abs().amax(dim=p["dim"], keepdim=True)
     peak = q64.abs().amax() if p["dim"] is None else q64.abs().amax(dim=p["dim"], keepdim=True)
     want_peak = torch.where(absmax > 0, torch.full_like(peak, 127), torch.zeros_like(peak))
-    if not torch.equal(peak, want_peak):
-        ctx.fail(f"the largest |q| of each slice must be 127 (0 for an all-zero slice): got {peak.flatten().tolist()}")
-    scale64 = scale.to(torch.float64).cpu()
-    if not torch.allclose(scale64, absmax / 127, rtol=2**-22, atol=0):
-        ctx.fail(f"scale {scale64.flatten().tolist()} != max|x| / 127 = {(absmax / 127).flatten().tolist()}")
+    assert_equal(ctx, peak, want_peak, "the largest |q| of each slice (127; 0 for an all-zero slice)")
+    scale64, want = scale.to(torch.float64).cpu().flatten(), (absmax / 127).flatten()
+    allowed = 2**-22 * want.abs()  # float32 rounding of max|x| / 127
+    i = int(((scale64 - want).abs() - allowed).argmax())
+    assert_within(ctx, float(scale64[i]), float(want[i]), float(allowed[i]), f"scale of slice {i} vs max|x| / 127")
 
 
-def _check_quant_round_trip(ctx: Context, p: dict) -> None:
+@invariant("absmax_quantize.round_trip", examples=_quant_examples(),
+           statement="Dequantizing loses at most half a step: |x - q scale| <= scale / 2 (up to float32 rounding of "
+           "x / scale).",
+           source="Dettmers et al. 2022, sec. 2; round to nearest")
+def check_quant_round_trip(ctx: Context, p: dict) -> None:
     x = _quant_input(ctx, p)
     q, scale = _quantize(ctx, x, p["dim"])
     x64, s64 = x.to(torch.float64).cpu(), scale.to(torch.float64).cpu()
-    err = (x64 - q.to(torch.float64).cpu() * s64).abs()
-    allowed = s64 * (0.5 + 127 * 2.0**-22)  # float32 rounding of x / scale
-    if (err > allowed).any():
-        worst = float((err / torch.where(s64 > 0, s64, torch.ones_like(s64))).max())
-        ctx.fail(f"round-trip error reaches {worst:.4g} x scale; |x - q scale| must stay <= scale / 2", max_ratio=worst)
+    dequantized = q.to(torch.float64).cpu() * s64
+    allowed = (s64 * (0.5 + 127 * 2.0**-22)).expand_as(x64)  # half a step, plus float32 rounding of x / scale
+    i = int(((x64 - dequantized).abs() - allowed).flatten().argmax())
+    assert_within(ctx, float(dequantized.flatten()[i]), float(x64.flatten()[i]), float(allowed.flatten()[i]),
+                  f"q scale vs x at flat index {i} (at most half a step, scale / 2)")
 
 
-def _check_quant_symmetric(ctx: Context, p: dict) -> None:
+@invariant("absmax_quantize.symmetric", examples=_quant_examples(),
+           statement="absmax_quantize(-x) = (-q, scale): the grid is symmetric and rounding treats signs alike.",
+           source="Dettmers et al. 2022, sec. 2 (symmetric quantization)")
+def check_quant_symmetric(ctx: Context, p: dict) -> None:
     # the drawn input, and exact ties: absmax 127/4 makes scale 1/4, so (k + 1/2)/4 sits halfway between two steps
     halves = (torch.arange(-127, 127, dtype=torch.float64) + 0.5) / 4
     ties = torch.cat([torch.tensor([127 / 4], dtype=torch.float64), halves]).to(ctx.dtype).to(ctx.device)
-    for x, dim in ((_quant_input(ctx, p), p["dim"]), (ties, None)):
+    for x, dim, which in ((_quant_input(ctx, p), p["dim"], "the drawn x"), (ties, None, "exact ties (k + 1/2) / 4")):
         q, scale = _quantize(ctx, x, dim)
         qn, scale_n = _quantize(ctx, -x, dim)
-        if not torch.equal(qn, -q) or not torch.equal(scale_n, scale):
-            bad = (qn != -q).nonzero()
-            where = f" (x = {x.flatten()[int(bad[0, 0])].item()!r})" if dim is None and len(bad) else ""
-            ctx.fail(f"quantizing -x must give -q with the same scale: symmetric grid, ties rounded alike{where}")
-
-
-ABSMAX_QUANTIZE = Component(
-    name="absmax_quantize",
-    family="accounting",
-    signature="absmax_quantize(x: Float[*shape], dim: int | None = None) -> (Int8[*shape], Float32 scale)",
-    summary="Symmetric int8 quantization: scale = max|x| / 127 (per tensor, or per slice along `dim`), q = round(x / scale).",
-    reference=ref.absmax_quantize,
-    dtypes=FLOAT_DTYPES,
-    invariants=(
-        Invariant(
-            id="quant.int8.range",
-            statement="q is int8 in [-127, 127], the largest |x| of each slice maps to +-127 (all-zero slices to 0), and "
-            "scale = max|x| / 127 in float32 (keepdim shape along `dim`).",
-            source="Dettmers et al. 2022, LLM.int8(), sec. 2 (absmax quantization)",
-            kind="property",
-            examples=_quant_examples(),
-            check=_check_quant_range,
-        ),
-        Invariant(
-            id="quant.int8.round_trip",
-            statement="Dequantizing loses at most half a step: |x - q scale| <= scale / 2 (up to float32 rounding of x / scale).",
-            source="Dettmers et al. 2022, sec. 2; round to nearest",
-            kind="property",
-            examples=_quant_examples(),
-            check=_check_quant_round_trip,
-        ),
-        Invariant(
-            id="quant.int8.symmetric",
-            statement="absmax_quantize(-x) = (-q, scale): the grid is symmetric and rounding treats signs alike.",
-            source="Dettmers et al. 2022, sec. 2 (symmetric quantization)",
-            kind="property",
-            examples=_quant_examples(),
-            check=_check_quant_symmetric,
-        ),
-    ),
-)
+        assert_equal(ctx, qn, -q, f"q of -x vs -q, on {which} (symmetric grid, ties rounded alike)")
+        assert_equal(ctx, scale_n, scale, f"scale of -x vs scale of x, on {which}")
 
 
 # --- tensor storage -------------------------------------------------------------------------------------
@@ -394,6 +338,15 @@ ABSMAX_QUANTIZE = Component(
 
 def _storage(t: torch.Tensor) -> int:
     return t.untyped_storage().data_ptr()
+
+
+CONTIGUOUS_STRIDES = Component(
+    name="contiguous_strides",
+    signature="contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]",
+    summary="Row-major strides in elements: stride[i] = prod(max(size[j], 1) for j > i).",
+    reference=ref.contiguous_strides,
+    dtypes=(),
+)
 
 
 @st.composite
@@ -409,33 +362,22 @@ def _stride_examples() -> st.SearchStrategy[dict]:
     return st.lists(_shapes(), min_size=1, max_size=6).map(lambda shapes: {"shapes": shapes})
 
 
-def _check_row_major(ctx: Context, p: dict) -> None:
+@invariant("contiguous_strides.row_major", examples=_stride_examples(),
+           statement="A contiguous tensor's stride[i] is the product of the sizes after i (sizes 0 count as 1): "
+           "torch.empty(shape).stride().",
+           source="PyTorch docs, torch.Tensor.stride; c10/core/TensorImpl (contiguous strides)")
+def check_strides_row_major(ctx: Context, p: dict) -> None:
     for shape in p["shapes"]:
-        got = ctx.target(tuple(shape))
-        want = torch.empty(shape, device="meta").stride()
-        if tuple(got) != tuple(want):
-            ctx.fail(f"strides of a contiguous tensor of shape {tuple(shape)}: {tuple(got)} != torch's {want}", shape=list(shape),
-                     target=list(got))
+        assert_equal(ctx, tuple(ctx.target(tuple(shape))), torch.empty(shape, device="meta").stride(),
+                     f"strides of a contiguous tensor of shape {tuple(shape)} vs torch's")
 
 
-CONTIGUOUS_STRIDES = Component(
-    name="contiguous_strides",
-    family="accounting",
-    signature="contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]",
-    summary="Row-major strides in elements: stride[i] = prod(max(size[j], 1) for j > i).",
-    reference=ref.contiguous_strides,
+TENSOR_VIEW = Component(
+    name="tensor_view",
+    signature="tensor_view(x: Tensor, shape: tuple[int, ...]) -> Tensor  (torch.Tensor.view)",
+    summary="A view reinterprets the same storage with new sizes and strides; no data is copied.",
+    reference=ref.tensor_view,
     dtypes=(),
-    invariants=(
-        Invariant(
-            id="storage.strides.row_major",
-            statement="A contiguous tensor's stride[i] is the product of the sizes after i (sizes 0 count as 1): "
-            "torch.empty(shape).stride().",
-            source="PyTorch docs, torch.Tensor.stride; c10/core/TensorImpl (contiguous strides)",
-            kind="property",
-            examples=_stride_examples(),
-            check=_check_row_major,
-        ),
-    ),
 )
 
 
@@ -444,7 +386,8 @@ def _view_examples(draw) -> dict:
     shape = [draw(st.integers(1, 5)) for _ in range(draw(st.integers(1, 3)))]
     numel = math.prod(shape)
     split = draw(st.sampled_from([d for d in range(1, numel + 1) if numel % d == 0]))
-    return {"shape": shape, "new_shape": [split, numel // split], "seed": draw(seeds()), "offset": draw(st.integers(0, 3))}
+    return {"shape": shape, "new_shape": [split, numel // split], "seed": draw(seeds()),
+            "offset": draw(st.integers(0, 3))}
 
 
 def _base(p: dict) -> torch.Tensor:
@@ -453,37 +396,28 @@ def _base(p: dict) -> torch.Tensor:
     return buffer[p.get("offset", 0):].view(p["shape"])  # contiguous, possibly at a storage offset
 
 
-def _check_view_shares(ctx: Context, p: dict) -> None:
+@invariant("tensor_view.shares_storage", examples=_view_examples(),
+           statement="view(x, shape) shares x's storage and offset, has contiguous strides for a contiguous x, and "
+           "writes through it are visible in x.",
+           source="PyTorch docs, Tensor Views (torch.Tensor.view)")
+def check_view_shares_storage(ctx: Context, p: dict) -> None:
     x = _base(p)
     v = ctx.target(x, tuple(p["new_shape"]))
     expect_tensor(v, tuple(p["new_shape"]), x.dtype, x.device, what="view")
     if _storage(v) != _storage(x) or v.storage_offset() != x.storage_offset():
         ctx.fail("a view must share the input's storage (same data pointer and offset); the target copied")
-    if v.stride() != ref.contiguous_strides(p["new_shape"]):
-        ctx.fail(f"a view of a contiguous tensor has contiguous strides {ref.contiguous_strides(p['new_shape'])}, got {v.stride()}")
+    assert_equal(ctx, v.stride(), ref.contiguous_strides(p["new_shape"]), "strides of a view of a contiguous tensor")
     v.view(-1)[0] += 1.0  # a write through the view is seen by the base
-    if x.reshape(-1)[0].item() != v.reshape(-1)[0].item():
-        ctx.fail("a write through the view is not visible in the base tensor")
+    assert_equal(ctx, x.reshape(-1)[0].item(), v.reshape(-1)[0].item(),
+                 "the base tensor's first element after a write through the view")
 
 
-TENSOR_VIEW = Component(
-    name="tensor_view",
-    family="accounting",
-    signature="tensor_view(x: Tensor, shape: tuple[int, ...]) -> Tensor  (torch.Tensor.view)",
-    summary="A view reinterprets the same storage with new sizes and strides; no data is copied.",
-    reference=ref.tensor_view,
+TENSOR_TRANSPOSE = Component(
+    name="tensor_transpose",
+    signature="tensor_transpose(x: Tensor, dim0: int, dim1: int) -> Tensor  (torch.transpose)",
+    summary="Transposing swaps two sizes and strides of the same storage; the result is no longer contiguous.",
+    reference=ref.tensor_transpose,
     dtypes=(),
-    invariants=(
-        Invariant(
-            id="storage.view.shares_storage",
-            statement="view(x, shape) shares x's storage and offset, has contiguous strides for a contiguous x, and "
-            "writes through it are visible in x.",
-            source="PyTorch docs, Tensor Views (torch.Tensor.view)",
-            kind="property",
-            examples=_view_examples(),
-            check=_check_view_shares,
-        ),
-    ),
 )
 
 
@@ -504,57 +438,54 @@ def _transposed(ctx: Context, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return x, t
 
 
-def _check_transpose_strides(ctx: Context, p: dict) -> None:
+@invariant("tensor_transpose.swaps_strides", examples=_transpose_examples(),
+           statement="transpose(x, i, j) shares x's storage with sizes and strides i and j swapped (no data moves).",
+           source="PyTorch docs, torch.transpose and Tensor Views")
+def check_transpose_swaps_strides(ctx: Context, p: dict) -> None:
     x, t = _transposed(ctx, p)
     d0, d1 = p["dims"]
     strides = list(x.stride())
     strides[d0], strides[d1] = strides[d1], strides[d0]
-    if _storage(t) != _storage(x) or list(t.stride()) != strides:
-        ctx.fail(f"transpose must share storage and swap strides: expected {tuple(strides)} on the same storage, got "
-                 f"{t.stride()}{' (copied)' if _storage(t) != _storage(x) else ''}")
-    if not torch.equal(t, x.transpose(d0, d1)):
-        ctx.fail("transposed values differ from x with dims swapped")
+    if _storage(t) != _storage(x):
+        ctx.fail(f"transpose must share storage and swap strides {tuple(strides)}; the target copied (strides "
+                 f"{t.stride()})")
+    assert_equal(ctx, list(t.stride()), strides, f"strides of transpose({d0}, {d1}) (x's, with {d0} and {d1} swapped)")
+    assert_equal(ctx, t, x.transpose(d0, d1), "transposed values vs x with dims swapped")
 
 
-def _check_transpose_contiguity(ctx: Context, p: dict) -> None:
+@invariant("tensor_transpose.breaks_contiguity", examples=_transpose_examples(),
+           statement="Transposing a contiguous tensor breaks contiguity unless at most one dimension of size > 1 lies "
+           "between the swapped ones (inclusive); is_contiguous() ignores strides of size-1 dimensions.",
+           source="PyTorch docs, torch.Tensor.is_contiguous; c10 compute_contiguous")
+def check_transpose_breaks_contiguity(ctx: Context, p: dict) -> None:
     x, t = _transposed(ctx, p)
     d0, d1 = p["dims"]
     sizes = [x.shape[d] for d in range(x.dim())]
     # torch ignores the strides of size-1 dims: swapping with one keeps the layout contiguous
     moved = [s for i, s in enumerate(sizes) if min(d0, d1) <= i <= max(d0, d1) and s > 1]
-    should_be = len(moved) <= 1
-    if t.is_contiguous() != should_be:
-        ctx.fail(f"transpose({d0}, {d1}) of a contiguous {tuple(x.shape)} tensor: is_contiguous() = {t.is_contiguous()}, "
-                 f"expected {should_be}")
+    assert_equal(ctx, t.is_contiguous(), len(moved) <= 1,
+                 f"is_contiguous() of transpose({d0}, {d1}) of a contiguous {tuple(x.shape)} tensor")
 
 
-TENSOR_TRANSPOSE = Component(
-    name="tensor_transpose",
-    family="accounting",
-    signature="tensor_transpose(x: Tensor, dim0: int, dim1: int) -> Tensor  (torch.transpose)",
-    summary="Transposing swaps two sizes and strides of the same storage; the result is no longer contiguous.",
-    reference=ref.tensor_transpose,
+TENSOR_CONTIGUOUS = Component(
+    name="tensor_contiguous",
+    signature="tensor_contiguous(x: Tensor) -> Tensor  (torch.Tensor.contiguous)",
+    summary="A row-major tensor with x's values: x itself when already contiguous, else a copy.",
+    reference=ref.tensor_contiguous,
     dtypes=(),
-    invariants=(
-        Invariant(
-            id="storage.transpose.swaps_strides",
-            statement="transpose(x, i, j) shares x's storage with sizes and strides i and j swapped (no data moves).",
-            source="PyTorch docs, torch.transpose and Tensor Views",
-            kind="property",
-            examples=_transpose_examples(),
-            check=_check_transpose_strides,
-        ),
-        Invariant(
-            id="storage.transpose.breaks_contiguity",
-            statement="Transposing a contiguous tensor breaks contiguity unless at most one dimension of size > 1 lies "
-            "between the swapped ones (inclusive); is_contiguous() ignores strides of size-1 dimensions.",
-            source="PyTorch docs, torch.Tensor.is_contiguous; c10 compute_contiguous",
-            kind="property",
-            examples=_transpose_examples(),
-            check=_check_transpose_contiguity,
-        ),
-    ),
 )
+
+
+@invariant("tensor_contiguous.no_copy_when_contiguous", examples=_transpose_examples(),
+           statement="contiguous() of a contiguous tensor returns it, sharing storage: no copy.",
+           source="PyTorch docs, torch.Tensor.contiguous ('If self tensor is already in the specified memory format, "
+           "this function returns the self tensor')")
+def check_contiguous_no_copy(ctx: Context, p: dict) -> None:
+    x = _base(p)
+    out = ctx.target(x)
+    expect_tensor(out, tuple(x.shape), x.dtype, x.device, what="contiguous")
+    if _storage(out) != _storage(x) or out.storage_offset() != x.storage_offset() or out.stride() != x.stride():
+        ctx.fail("contiguous() of an already contiguous tensor must return it without copying (same storage)")
 
 
 @st.composite
@@ -573,56 +504,19 @@ def _laid_out(p: dict) -> torch.Tensor:
     return x
 
 
-def _check_no_copy(ctx: Context, p: dict) -> None:
-    x = _base(p)
-    out = ctx.target(x)
-    expect_tensor(out, tuple(x.shape), x.dtype, x.device, what="contiguous")
-    if _storage(out) != _storage(x) or out.storage_offset() != x.storage_offset() or out.stride() != x.stride():
-        ctx.fail("contiguous() of an already contiguous tensor must return it without copying (same storage)")
-
-
-def _check_copies_when_needed(ctx: Context, p: dict) -> None:
+@invariant("tensor_contiguous.copies_when_needed", examples=_contiguous_examples(),
+           statement="contiguous() of a transposed or strided tensor copies the values into new row-major storage and "
+           "leaves the input unchanged.",
+           source="PyTorch docs, torch.Tensor.contiguous")
+def check_contiguous_copies_when_needed(ctx: Context, p: dict) -> None:
     x = _laid_out(p)
     before = x.clone()
     out = ctx.target(x)
     expect_tensor(out, tuple(x.shape), x.dtype, x.device, what="contiguous")
-    if not torch.equal(out, before) or not torch.equal(x, before):
-        ctx.fail("contiguous() changed values")
+    assert_equal(ctx, out, before, "values of contiguous(x) vs x")
+    assert_equal(ctx, x, before, "x after contiguous(x) (the input must not change)")
     if x.is_contiguous():  # e.g. a strided slice whose only long dimension has size 1: nothing to do
         return
-    if out.stride() != ref.contiguous_strides(list(x.shape)):
-        ctx.fail(f"contiguous() must return row-major strides {ref.contiguous_strides(list(x.shape))}, got {out.stride()}")
+    assert_equal(ctx, out.stride(), ref.contiguous_strides(list(x.shape)), "strides of contiguous(x) (row-major)")
     if _storage(out) == _storage(x):
         ctx.fail("a non-contiguous input needs a copy into new storage")
-
-
-TENSOR_CONTIGUOUS = Component(
-    name="tensor_contiguous",
-    family="accounting",
-    signature="tensor_contiguous(x: Tensor) -> Tensor  (torch.Tensor.contiguous)",
-    summary="A row-major tensor with x's values: x itself when already contiguous, else a copy.",
-    reference=ref.tensor_contiguous,
-    dtypes=(),
-    invariants=(
-        Invariant(
-            id="storage.contiguous.no_copy_when_contiguous",
-            statement="contiguous() of a contiguous tensor returns it, sharing storage: no copy.",
-            source="PyTorch docs, torch.Tensor.contiguous ('If self tensor is already in the specified memory format, "
-            "this function returns the self tensor')",
-            kind="property",
-            examples=_transpose_examples(),
-            check=_check_no_copy,
-        ),
-        Invariant(
-            id="storage.contiguous.copies_when_needed",
-            statement="contiguous() of a transposed or strided tensor copies the values into new row-major storage and "
-            "leaves the input unchanged.",
-            source="PyTorch docs, torch.Tensor.contiguous",
-            kind="property",
-            examples=_contiguous_examples(),
-            check=_check_copies_when_needed,
-        ),
-    ),
-)
-
-COMPONENTS = (FLOAT_FORMAT, FLOAT_CAST, ABSMAX_QUANTIZE, CONTIGUOUS_STRIDES, TENSOR_VIEW, TENSOR_TRANSPOSE, TENSOR_CONTIGUOUS)

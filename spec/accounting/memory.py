@@ -5,7 +5,6 @@ pass, the reference and transformers KV caches."""
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
 import torch.nn.functional as F
@@ -13,10 +12,25 @@ from hypothesis import strategies as st
 
 from ...reference import attention as ref_attention
 from ...reference.accounting import memory as ref
+from ..checks import assert_equal, assert_within
+from ..core import Component, Context, invariant
 from .models import hf_model
-from ..core import Component, Context, Invariant
+from .relative import assert_relative
 
 # --- weights, gradients, optimizer states ---------------------------------------------------------------
+
+TRAINING_MEMORY = Component(
+    name="training_memory",
+    signature="training_memory(params: int, recipe: str = 'mixed_adam', zero_stage: int = 0, devices: int = 1) -> "
+    "{'weights', 'gradients', 'optimizer', 'total'}: int bytes per device",
+    summary="Bytes of weights, gradients and optimizer states under a precision recipe (fp32_adam 16 B/param, "
+    "mixed_adam 2+2+12, mixed_adam_fp32_grads 18, bf16_adam 8) and a ZeRO stage.",
+    reference=ref.training_memory,
+    dtypes=(),
+)
+
+BYTES_PER_PARAM = {"fp32_adam": (4, 4, 8), "mixed_adam": (2, 2, 12), "mixed_adam_fp32_grads": (2, 4, 12),
+                   "bf16_adam": (2, 2, 4)}
 
 
 def _memory(ctx: Context, params: int, recipe: str, zero_stage: int = 0, devices: int = 1) -> dict:
@@ -24,21 +38,22 @@ def _memory(ctx: Context, params: int, recipe: str, zero_stage: int = 0, devices
     keys = ("weights", "gradients", "optimizer", "total")
     if not isinstance(out, dict) or any(not isinstance(out.get(k), int) for k in keys):
         ctx.fail(f"training_memory must return a dict of int bytes with keys {keys}, got {out!r}")
-    if out["total"] != out["weights"] + out["gradients"] + out["optimizer"]:
-        ctx.fail(f"total {out['total']:,} is not weights + gradients + optimizer ({out!r})")
+    assert_equal(ctx, out["total"], out["weights"] + out["gradients"] + out["optimizer"],
+                 "total vs weights + gradients + optimizer")
     return out
 
 
-BYTES_PER_PARAM = {"fp32_adam": (4, 4, 8), "mixed_adam": (2, 2, 12), "mixed_adam_fp32_grads": (2, 4, 12), "bf16_adam": (2, 2, 4)}
-
-
-def _check_bytes_per_param(ctx: Context, p: dict) -> None:
+@invariant("training_memory.recipe.bytes_per_param", examples=st.integers(1, 10**12).map(lambda n: {"params": n}),
+           statement="fp32 Adam 4+4+8 = 16 B per parameter; mixed-precision Adam 2+2+12 = 16 (ZeRO's K = 12: fp32 "
+           "master, momentum, variance); with fp32 main gradients 2+4+12 = 18 (Megatron); pure bf16 Adam 2+2+4 = 8.",
+           source="Rajbhandari et al. 2020 (ZeRO), sec. 3.1; Narayanan et al. 2021 (Megatron-LM); Kingma & Ba 2015 "
+           "(Adam)")
+def check_recipe_bytes_per_param(ctx: Context, p: dict) -> None:
+    n = p["params"]
     for recipe, (w, g, o) in BYTES_PER_PARAM.items():
-        out = _memory(ctx, p["params"], recipe)
-        want = {"weights": w * p["params"], "gradients": g * p["params"], "optimizer": o * p["params"]}
-        for key, value in want.items():
-            if out[key] != value:
-                ctx.fail(f"{recipe}: {key} {out[key]:,} B != {value // p['params']} B x {p['params']:,} parameters", recipe=recipe)
+        out = _memory(ctx, n, recipe)
+        for key, per_param in (("weights", w), ("gradients", g), ("optimizer", o)):
+            assert_equal(ctx, out[key], per_param * n, f"{recipe}: {key} bytes vs {per_param} B x {n:,} parameters")
 
 
 def _tiny_model(sizes: list[int], dtype: torch.dtype) -> torch.nn.Module:
@@ -79,75 +94,53 @@ def _measure_recipe(recipe: str, sizes: tuple[int, ...]) -> tuple[int, int]:
     return total, sum(p.numel() for p in params)
 
 
-def _check_measured_adamw(ctx: Context, p: dict) -> None:
+@invariant("training_memory.recipe.measured_adamw",
+           examples=st.sampled_from([{"recipe": r, "sizes": sizes} for r in sorted(BYTES_PER_PARAM)
+                                     for sizes in ([3, 5], [1, 4, 2], [7, 1, 6])]),
+           statement="The total equals the bytes of weights, gradients, master copy and torch.optim.AdamW state "
+           "(exp_avg, exp_avg_sq) held after one step on a real module (per-tensor `step` scalars excluded).",
+           source="torch.optim.AdamW (torch 2.13); Micikevicius et al. 2018 (mixed precision training)")
+def check_recipe_measured_adamw(ctx: Context, p: dict) -> None:
     measured, n = _measure_recipe(p["recipe"], tuple(p["sizes"]))
-    got = _memory(ctx, n, p["recipe"])["total"]
-    if got != measured:
-        ctx.fail(f"{p['recipe']}: {got:,} B for {n:,} parameters; AdamW after one step holds {measured:,} B of weights, "
-                 f"gradients and state ({measured / n:g} B/param)", target=got, measured=measured)
+    assert_equal(ctx, _memory(ctx, n, p["recipe"])["total"], measured,
+                 f"{p['recipe']}: total bytes for {n:,} parameters vs the weights, gradients and state AdamW holds "
+                 f"after one step ({measured / n:g} B/param)")
 
 
-def _check_zero_stages(ctx: Context, p: dict) -> None:
+@invariant("training_memory.zero.stages",
+           examples=st.fixed_dictionaries({"params": st.integers(1, 10**11), "devices": st.integers(1, 1024),
+                                           "recipe": st.sampled_from(sorted(BYTES_PER_PARAM))}),
+           statement="ZeRO stage 1 shards the optimizer states over N_d devices, stage 2 also the gradients, stage 3 "
+           "also the weights (ceil(Psi / N_d) each); 7.5B parameters on 64 devices: 120, 31.4, 16.6, 1.88 GB.",
+           source="Rajbhandari et al. 2020 (ZeRO), sec. 5.1-5.3 and Figure 1")
+def check_zero_stages(ctx: Context, p: dict) -> None:
     n, nd, recipe = p["params"], p["devices"], p["recipe"]
     w, g, o = BYTES_PER_PARAM[recipe]
     shard = -(-n // nd)
-    want = {0: (w * n, g * n, o * n), 1: (w * n, g * n, o * shard), 2: (w * n, g * shard, o * shard), 3: (w * shard, g * shard, o * shard)}
-    for stage, (ww, gg, oo) in want.items():
+    want = {0: (w * n, g * n, o * n), 1: (w * n, g * n, o * shard), 2: (w * n, g * shard, o * shard),
+            3: (w * shard, g * shard, o * shard)}
+    for stage, expected in want.items():
         out = _memory(ctx, n, recipe, stage, nd)
-        if (out["weights"], out["gradients"], out["optimizer"]) != (ww, gg, oo):
-            ctx.fail(f"ZeRO stage {stage} on {nd} devices: (weights, gradients, optimizer) = "
-                     f"({out['weights']:,}, {out['gradients']:,}, {out['optimizer']:,}) != ({ww:,}, {gg:,}, {oo:,})", stage=stage)
+        assert_equal(ctx, (out["weights"], out["gradients"], out["optimizer"]), expected,
+                     f"ZeRO stage {stage} on {nd} devices: (weights, gradients, optimizer)")
     # the paper's worked example: 7.5B parameters, 64 devices, K = 12
     for stage, gb in ((0, 120.0), (1, 31.4), (2, 16.6), (3, 1.88)):
         total = _memory(ctx, 7_500_000_000, "mixed_adam", stage, 64)["total"] / 1e9
-        if abs(total - gb) > 0.003 * gb:  # the paper rounds to three digits
-            ctx.fail(f"ZeRO paper, 7.5B parameters on 64 devices, stage {stage}: {total:.3g} GB != {gb} GB", stage=stage)
-
-
-TRAINING_MEMORY = Component(
-    name="training_memory",
-    family="accounting",
-    signature="training_memory(params: int, recipe: str = 'mixed_adam', zero_stage: int = 0, devices: int = 1) -> "
-    "{'weights', 'gradients', 'optimizer', 'total'}: int bytes per device",
-    summary="Bytes of weights, gradients and optimizer states under a precision recipe (fp32_adam 16 B/param, "
-    "mixed_adam 2+2+12, mixed_adam_fp32_grads 18, bf16_adam 8) and a ZeRO stage.",
-    reference=ref.training_memory,
-    dtypes=(),
-    invariants=(
-        Invariant(
-            id="memory.recipe.bytes_per_param",
-            statement="fp32 Adam 4+4+8 = 16 B per parameter; mixed-precision Adam 2+2+12 = 16 (ZeRO's K = 12: fp32 master, "
-            "momentum, variance); with fp32 main gradients 2+4+12 = 18 (Megatron); pure bf16 Adam 2+2+4 = 8.",
-            source="Rajbhandari et al. 2020 (ZeRO), sec. 3.1; Narayanan et al. 2021 (Megatron-LM); Kingma & Ba 2015 (Adam)",
-            kind="property",
-            examples=st.integers(1, 10**12).map(lambda n: {"params": n}),
-            check=_check_bytes_per_param,
-        ),
-        Invariant(
-            id="memory.recipe.measured_adamw",
-            statement="The total equals the bytes of weights, gradients, master copy and torch.optim.AdamW state "
-            "(exp_avg, exp_avg_sq) held after one step on a real module (per-tensor `step` scalars excluded).",
-            source="torch.optim.AdamW (torch 2.13); Micikevicius et al. 2018 (mixed precision training)",
-            kind="property",
-            examples=st.sampled_from([{"recipe": r, "sizes": sizes} for r in sorted(BYTES_PER_PARAM)
-                                      for sizes in ([3, 5], [1, 4, 2], [7, 1, 6])]),
-            check=_check_measured_adamw,
-        ),
-        Invariant(
-            id="memory.zero.stages",
-            statement="ZeRO stage 1 shards the optimizer states over N_d devices, stage 2 also the gradients, stage 3 also "
-            "the weights (ceil(Psi / N_d) each); 7.5B parameters on 64 devices: 120, 31.4, 16.6, 1.88 GB.",
-            source="Rajbhandari et al. 2020 (ZeRO), sec. 5.1-5.3 and Figure 1",
-            kind="property",
-            examples=st.fixed_dictionaries({"params": st.integers(1, 10**11), "devices": st.integers(1, 1024),
-                                            "recipe": st.sampled_from(sorted(BYTES_PER_PARAM))}),
-            check=_check_zero_stages,
-        ),
-    ),
-)
+        assert_within(ctx, total, gb, 0.003 * gb,  # the paper rounds to three digits
+                      f"ZeRO paper, 7.5B parameters on 64 devices, stage {stage}: GB per device")
 
 
 # --- activations ----------------------------------------------------------------------------------------
+
+ACTIVATION_MEMORY = Component(
+    name="activation_memory",
+    signature="activation_memory(seq_len, batch, hidden, heads, recompute='none', tensor_parallel=1, "
+    "sequence_parallel=False) -> int",
+    summary="Activation bytes a GPT layer stores for the backward pass: s b h (34 + 5 a s / h) and its tensor-, "
+    "sequence-parallel and recomputation variants (16-bit activations, 1-byte dropout masks, d_ff = 4h).",
+    reference=ref.activation_memory,
+    dtypes=(),
+)
 
 
 @functools.lru_cache(maxsize=512)
@@ -162,7 +155,8 @@ def _gpt_layer_saved_bytes(s: int, b: int, h: int, a: int, t: int) -> int:
         return torch.randn(*shape, dtype=dtype, generator=gen).requires_grad_()
 
     hp, f, heads = h // t, 4 * h // t, a // t
-    p = dict(ln1=(w(h), w(h)), qkv=(w(3 * hp, h), w(3 * hp)), o=(w(h, hp), w(h)), ln2=(w(h), w(h)), fc1=(w(f, h), w(f)), fc2=(w(h, f), w(h)))
+    p = dict(ln1=(w(h), w(h)), qkv=(w(3 * hp, h), w(3 * hp)), o=(w(h, hp), w(h)), ln2=(w(h), w(h)),
+             fc1=(w(f, h), w(f)), fc2=(w(h, f), w(h)))
     skip = {t_.untyped_storage().data_ptr() for pair in p.values() for t_ in pair}
     saved: dict[int, int] = {}
 
@@ -183,7 +177,8 @@ def _gpt_layer_saved_bytes(s: int, b: int, h: int, a: int, t: int) -> int:
         dh = hp // heads
         q, k, v = (z.reshape(s, b * heads, dh).transpose(0, 1) for z in (q, k, v))
         probs = torch.softmax(torch.bmm(q, k.transpose(1, 2)) * dh**-0.5, dim=-1)
-        probs, _ = torch.native_dropout(probs, 0.1, True)  # saves a 1-byte mask (F.dropout on the CPU saves 2-byte noise)
+        # native_dropout saves a 1-byte mask (F.dropout on the CPU saves 2-byte noise)
+        probs, _ = torch.native_dropout(probs, 0.1, True)
         context = torch.bmm(probs, v).transpose(0, 1).reshape(s, b, hp)
         out, _ = torch.native_dropout(F.linear(context, *p["o"]), 0.1, True)
         x = x + out
@@ -196,17 +191,9 @@ def _gpt_layer_saved_bytes(s: int, b: int, h: int, a: int, t: int) -> int:
 #: measured layers (autograd runs a bf16 GPT layer for each; cached): t = 1, 2, 4 shards, s from 1 up, b = 1, 2.
 ACTIVATION_SHAPES = [
     {"seq_len": s, "batch": b, "heads": a, "hidden": h, "tensor_parallel": t}
-    for s, b, a, h, t in ((1, 1, 1, 1, 1), (5, 2, 2, 6, 1), (8, 1, 4, 8, 1), (3, 2, 2, 4, 2), (7, 1, 4, 12, 2), (4, 2, 4, 4, 4),
-                          (6, 1, 8, 16, 4), (2, 1, 3, 9, 1))
+    for s, b, a, h, t in ((1, 1, 1, 1, 1), (5, 2, 2, 6, 1), (8, 1, 4, 8, 1), (3, 2, 2, 4, 2), (7, 1, 4, 12, 2),
+                          (4, 2, 4, 4, 4), (6, 1, 8, 16, 4), (2, 1, 3, 9, 1))
 ]
-
-
-@st.composite
-def _activation_examples(draw) -> dict:
-    t = draw(st.sampled_from([1, 1, 2, 4]))
-    heads = t * draw(st.integers(1, 2))
-    return {"seq_len": draw(st.integers(1, 8)), "batch": draw(st.integers(1, 2)), "heads": heads,
-            "hidden": heads * draw(st.integers(1, 3)), "tensor_parallel": t}
 
 
 def _activations(ctx: Context, p: dict, recompute: str = "none", sp: bool = False) -> int:
@@ -217,15 +204,30 @@ def _activations(ctx: Context, p: dict, recompute: str = "none", sp: bool = Fals
     return out
 
 
-def _check_activations_measured(ctx: Context, p: dict) -> None:
-    got = _activations(ctx, p)
+@invariant("activation_memory.measured", examples=st.sampled_from(ACTIVATION_SHAPES),
+           statement="Without recomputation the count equals the bytes autograd saves for one GPT layer in bf16 "
+           "(1-byte dropout masks; per-row LayerNorm statistics aside), for t = 1, 2, 4 tensor-parallel shards.",
+           source="Korthikanti et al. 2022, sec. 4.1-4.2; torch.autograd.graph.saved_tensors_hooks")
+def check_activations_measured(ctx: Context, p: dict) -> None:
     want = _gpt_layer_saved_bytes(p["seq_len"], p["batch"], p["hidden"], p["heads"], p["tensor_parallel"])
-    if got != want:
-        ctx.fail(f"{got:,} B per layer; autograd saves {want:,} B for the backward pass of a GPT layer (bf16, "
-                 f"t = {p['tensor_parallel']})", target=got, measured=want)
+    assert_equal(ctx, _activations(ctx, p), want, "bytes per layer vs those autograd saves for the backward pass of "
+                 f"a GPT layer (bf16, t = {p['tensor_parallel']})")
 
 
-def _check_korthikanti_table2(ctx: Context, p: dict) -> None:
+@st.composite
+def _activation_examples(draw) -> dict:
+    t = draw(st.sampled_from([1, 1, 2, 4]))
+    heads = t * draw(st.integers(1, 2))
+    return {"seq_len": draw(st.integers(1, 8)), "batch": draw(st.integers(1, 2)), "heads": heads,
+            "hidden": heads * draw(st.integers(1, 3)), "tensor_parallel": t}
+
+
+@invariant("activation_memory.korthikanti_table2", examples=_activation_examples(),
+           statement="s b h (10 + 24/t + 5 a s / (h t)) with tensor parallelism; s b h (34 + 5 a s / h) / t with "
+           "sequence parallelism; s b h (10 + 24/t) and 34 s b h / t with selective recomputation; 2 s b h with full "
+           "recomputation.",
+           source="Korthikanti et al. 2022, Table 2")
+def check_activations_korthikanti_table2(ctx: Context, p: dict) -> None:
     s, b, h, a, t = p["seq_len"], p["batch"], p["hidden"], p["heads"], p["tensor_parallel"]
     sbh = s * b * h
     rows = {  # Table 2, times t to stay in integers: t x s b h (...)
@@ -237,53 +239,20 @@ def _check_korthikanti_table2(ctx: Context, p: dict) -> None:
         ("full", True): 2 * sbh * t,
     }
     for (recompute, sp), want_times_t in rows.items():
-        got = _activations(ctx, p, recompute, sp)
-        if got * t != want_times_t:
-            ctx.fail(f"recompute={recompute}, sequence_parallel={sp}, t={t}: {got:,} B != Table 2's {want_times_t / t:,.0f} B",
-                     recompute=recompute, sequence_parallel=sp)
-
-
-ACTIVATION_MEMORY = Component(
-    name="activation_memory",
-    family="accounting",
-    signature="activation_memory(seq_len, batch, hidden, heads, recompute='none', tensor_parallel=1, sequence_parallel=False) -> int",
-    summary="Activation bytes a GPT layer stores for the backward pass: s b h (34 + 5 a s / h) and its tensor-, "
-    "sequence-parallel and recomputation variants (16-bit activations, 1-byte dropout masks, d_ff = 4h).",
-    reference=ref.activation_memory,
-    dtypes=(),
-    invariants=(
-        Invariant(
-            id="memory.activations.measured",
-            statement="Without recomputation the count equals the bytes autograd saves for one GPT layer in bf16 (1-byte "
-            "dropout masks; per-row LayerNorm statistics aside), for t = 1, 2, 4 tensor-parallel shards.",
-            source="Korthikanti et al. 2022, sec. 4.1-4.2; torch.autograd.graph.saved_tensors_hooks",
-            kind="property",
-            examples=st.sampled_from(ACTIVATION_SHAPES),
-            check=_check_activations_measured,
-        ),
-        Invariant(
-            id="memory.activations.korthikanti_table2",
-            statement="s b h (10 + 24/t + 5 a s / (h t)) with tensor parallelism; s b h (34 + 5 a s / h) / t with sequence "
-            "parallelism; s b h (10 + 24/t) and 34 s b h / t with selective recomputation; 2 s b h with full recomputation.",
-            source="Korthikanti et al. 2022, Table 2",
-            kind="property",
-            examples=_activation_examples(),
-            check=_check_korthikanti_table2,
-        ),
-    ),
-)
+        assert_equal(ctx, _activations(ctx, p, recompute, sp) * t, want_times_t,
+                     f"recompute={recompute}, sequence_parallel={sp}: t = {t} times the bytes vs t times Table 2's")
 
 
 # --- KV caches ------------------------------------------------------------------------------------------
 
-
-@st.composite
-def _kv_examples(draw) -> dict:
-    kv = draw(st.sampled_from([1, 2, 4]))
-    return {"layers": draw(st.integers(1, 4)), "heads": kv * draw(st.sampled_from([1, 2, 4])), "kv_heads": kv,
-            "head_dim": 2 * draw(st.integers(1, 8)), "tokens": draw(st.integers(1, 9)), "batch": draw(st.integers(1, 3)),
-            "dtype": draw(st.sampled_from(["float32", "bfloat16", "float16"]))}
-
+KV_CACHE_BYTES = Component(
+    name="kv_cache_bytes",
+    signature="kv_cache_bytes(num_layers, kv_heads, head_dim, tokens, batch, bytes_per_element) -> int",
+    summary="Bytes of a KV cache: 2 (K and V) x layers x kv_heads x head_dim x tokens x batch x bytes; MHA, GQA "
+    "and MQA differ only in kv_heads.",
+    reference=ref.kv_cache_bytes,
+    dtypes=(),
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -296,7 +265,19 @@ def _kv_bytes(ctx: Context, p: dict) -> int:
     return out
 
 
-def _check_kv_reference(ctx: Context, p: dict) -> None:
+@st.composite
+def _kv_examples(draw) -> dict:
+    kv = draw(st.sampled_from([1, 2, 4]))
+    return {"layers": draw(st.integers(1, 4)), "heads": kv * draw(st.sampled_from([1, 2, 4])), "kv_heads": kv,
+            "head_dim": 2 * draw(st.integers(1, 8)), "tokens": draw(st.integers(1, 9)),
+            "batch": draw(st.integers(1, 3)),
+            "dtype": draw(st.sampled_from(["float32", "bfloat16", "float16"]))}
+
+
+@invariant("kv_cache_bytes.measured_reference", examples=_kv_examples(),
+           statement="The count equals the bytes of the reference KVCache after `tokens` decoding steps.",
+           source="Pope et al. 2022, sec. 3.1; lmspec.reference.attention.KVCache")
+def check_kv_cache_measured_reference(ctx: Context, p: dict) -> None:
     got = _kv_bytes(ctx, p)
     cache = ref_attention.KVCache(p["layers"])
     dtype = DTYPES[p["dtype"]]
@@ -304,8 +285,7 @@ def _check_kv_reference(ctx: Context, p: dict) -> None:
         for layer in range(p["layers"]):
             step = torch.zeros(p["batch"], p["kv_heads"], 1, p["head_dim"], dtype=dtype)
             cache.update(layer, step, step.clone())
-    if got != cache.nbytes:
-        ctx.fail(f"{got:,} B; the reference KVCache holds {cache.nbytes:,} B after {p['tokens']} steps", target=got, measured=cache.nbytes)
+    assert_equal(ctx, got, cache.nbytes, f"bytes vs those the reference KVCache holds after {p['tokens']} steps")
 
 
 #: transformers caches measured: MHA, GQA and MQA, in float32, bfloat16 and float16.
@@ -318,9 +298,11 @@ KV_CASES = (
 
 
 @functools.lru_cache(maxsize=16)
-def _transformers_cache_bytes(layers: int, heads: int, kv_heads: int, head_dim: int, tokens: int, batch: int, dtype: str) -> int:
+def _transformers_cache_bytes(layers: int, heads: int, kv_heads: int, head_dim: int, tokens: int, batch: int,
+                              dtype: str) -> int:
     config = {"model_type": "llama", "vocab_size": 8, "hidden_size": heads * head_dim, "intermediate_size": 4,
-              "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads, "head_dim": head_dim}
+              "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+              "head_dim": head_dim}
     model = hf_model(config, dtype=DTYPES[dtype]).eval()
     ids = torch.zeros(batch, tokens, dtype=torch.long, device="meta")
     with torch.no_grad():
@@ -329,45 +311,24 @@ def _transformers_cache_bytes(layers: int, heads: int, kv_heads: int, head_dim: 
                for layer in cache.layers)
 
 
-def _check_kv_transformers(ctx: Context, p: dict) -> None:
+@invariant("kv_cache_bytes.measured_transformers", examples=st.just({}),
+           statement="The count equals the bytes of transformers' DynamicCache after a forward pass of a Llama model "
+           "with MHA, GQA or MQA (1 KV head), in float32, bfloat16 or float16.",
+           source="transformers 5.23 cache_utils.DynamicCache; Shazeer 2019 (MQA); Ainslie et al. 2023 (GQA)")
+def check_kv_cache_measured_transformers(ctx: Context, p: dict) -> None:
     for case in KV_CASES:
-        got = _kv_bytes(ctx, case)
-        held = _transformers_cache_bytes(**case)
-        if got != held:
-            ctx.fail(f"{got:,} B; transformers' DynamicCache of a Llama model ({case['heads']} heads, {case['kv_heads']} KV "
-                     f"heads, {case['tokens']} tokens x batch {case['batch']}, {case['dtype']}) holds {held:,} B",
-                     target=got, measured=held, case=case)
+        assert_equal(ctx, _kv_bytes(ctx, case), _transformers_cache_bytes(**case),
+                     f"bytes vs those transformers' DynamicCache of a Llama model holds ({case['heads']} heads, "
+                     f"{case['kv_heads']} KV heads, {case['tokens']} tokens x batch {case['batch']}, {case['dtype']})")
 
 
-KV_CACHE_BYTES = Component(
-    name="kv_cache_bytes",
-    family="accounting",
-    signature="kv_cache_bytes(num_layers, kv_heads, head_dim, tokens, batch, bytes_per_element) -> int",
-    summary="Bytes of a KV cache: 2 (K and V) x layers x kv_heads x head_dim x tokens x batch x bytes; MHA, GQA "
-    "and MQA differ only in kv_heads.",
-    reference=ref.kv_cache_bytes,
+MLA_CACHE_BYTES = Component(
+    name="mla_cache_bytes",
+    signature="mla_cache_bytes(layers, latent_dim, rope_dim, tokens, batch, bytes_per_element) -> int",
+    summary="Bytes of a multi-head latent attention cache: (d_c + d_h^R) elements per token per layer.",
+    reference=ref.mla_cache_bytes,
     dtypes=(),
-    invariants=(
-        Invariant(
-            id="memory.kv_cache.measured_reference",
-            statement="The count equals the bytes of the reference KVCache after `tokens` decoding steps.",
-            source="Pope et al. 2022, sec. 3.1; lmspec.reference.attention.KVCache",
-            kind="property",
-            examples=_kv_examples(),
-            check=_check_kv_reference,
-        ),
-        Invariant(
-            id="memory.kv_cache.measured_transformers",
-            statement="The count equals the bytes of transformers' DynamicCache after a forward pass of a Llama model "
-            "with MHA, GQA or MQA (1 KV head), in float32, bfloat16 or float16.",
-            source="transformers 5.23 cache_utils.DynamicCache; Shazeer 2019 (MQA); Ainslie et al. 2023 (GQA)",
-            kind="property",
-            examples=st.just({}),
-            check=_check_kv_transformers,
-        ),
-    ),
 )
-
 
 #: measured MLA shapes (the reference computes c_KV and k_R for each; cached)
 MLA_SHAPES = [
@@ -390,61 +351,45 @@ def _mla_held_bytes(layers: int, heads: int, e: int, dc: int, er: int, d: int, t
     return held
 
 
-def _check_mla_reference(ctx: Context, p: dict) -> None:
+@invariant("mla_cache_bytes.measured_reference", examples=st.sampled_from(MLA_SHAPES),
+           statement="The count equals the bytes of the latent c_KV and the shared RoPE key k_R that the reference MLA "
+           "computes for every token (what the absorbed form attends over).",
+           source="DeepSeek-AI 2024 (DeepSeek-V2), sec. 2.1.2-2.1.3, eqs. 9 and 17")
+def check_mla_cache_measured_reference(ctx: Context, p: dict) -> None:
     got = ctx.target(p["layers"], p["latent_dim"], p["rope_dim"], p["tokens"], p["batch"], 4)
-    held = _mla_held_bytes(p["layers"], p["heads"], p["head_dim"], p["latent_dim"], p["rope_dim"], p["d_model"], p["tokens"], p["batch"])
-    if got != held:
-        ctx.fail(f"{got!r} B; the latent c_KV and shared RoPE key of the reference MLA hold {held:,} B (float32)", target=got, measured=held)
+    held = _mla_held_bytes(p["layers"], p["heads"], p["head_dim"], p["latent_dim"], p["rope_dim"], p["d_model"],
+                           p["tokens"], p["batch"])
+    assert_equal(ctx, got, held, "bytes vs those of the latent c_KV and shared RoPE key of the reference MLA (float32)")
 
 
-def _check_mla_deepseek(ctx: Context, p: dict) -> None:
-    per_token_layer = ctx.target(1, 512, 64, 1, 1, 1)
-    if per_token_layer != 576:
-        ctx.fail(f"DeepSeek-V2 (d_c = 512, d_h^R = 64) caches 576 elements per token and layer (MHA with 128 heads of "
-                 f"128: 32,768), got {per_token_layer!r}")
-    total = ctx.target(60, 512, 64, 1, 1, 2)
-    if total != 60 * 576 * 2:
-        ctx.fail(f"60 layers in bf16: {total!r} B per token, expected {60 * 576 * 2:,}")
-
-
-MLA_CACHE_BYTES = Component(
-    name="mla_cache_bytes",
-    family="accounting",
-    signature="mla_cache_bytes(layers, latent_dim, rope_dim, tokens, batch, bytes_per_element) -> int",
-    summary="Bytes of a multi-head latent attention cache: (d_c + d_h^R) elements per token per layer.",
-    reference=ref.mla_cache_bytes,
-    dtypes=(),
-    invariants=(
-        Invariant(
-            id="memory.mla_cache.measured_reference",
-            statement="The count equals the bytes of the latent c_KV and the shared RoPE key k_R that the reference MLA "
-            "computes for every token (what the absorbed form attends over).",
-            source="DeepSeek-AI 2024 (DeepSeek-V2), sec. 2.1.2-2.1.3, eqs. 9 and 17",
-            kind="property",
-            examples=st.sampled_from(MLA_SHAPES),
-            check=_check_mla_reference,
-        ),
-        Invariant(
-            id="memory.mla_cache.deepseek_v2",
-            statement="DeepSeek-V2 (d_c = 4 d_h = 512, d_h^R = d_h / 2 = 64) caches 576 = 4.5 d_h elements per token and "
-            "layer, against 2 n_h d_h = 32,768 for MHA.",
-            source="DeepSeek-AI 2024 (DeepSeek-V2), Table 1",
-            kind="property",
-            examples=st.just({}),
-            check=_check_mla_deepseek,
-        ),
-    ),
-)
+@invariant("mla_cache_bytes.deepseek_v2", examples=st.just({}),
+           statement="DeepSeek-V2 (d_c = 4 d_h = 512, d_h^R = d_h / 2 = 64) caches 576 = 4.5 d_h elements per token "
+           "and layer, against 2 n_h d_h = 32,768 for MHA.",
+           source="DeepSeek-AI 2024 (DeepSeek-V2), Table 1")
+def check_mla_cache_deepseek_v2(ctx: Context, p: dict) -> None:
+    assert_equal(ctx, ctx.target(1, 512, 64, 1, 1, 1), 576, "DeepSeek-V2 (d_c = 512, d_h^R = 64): elements cached "
+                 "per token and layer (MHA with 128 heads of 128: 32,768)")
+    assert_equal(ctx, ctx.target(60, 512, 64, 1, 1, 2), 60 * 576 * 2, "DeepSeek-V2, 60 layers in bf16: bytes per token")
 
 
 # --- memory traffic: MHA vs MQA -------------------------------------------------------------------------
+
+ATTENTION_TRAFFIC = Component(
+    name="attention_memory_traffic",
+    signature="attention_memory_traffic(batch, seq_len, d_model, heads, kv_heads, incremental) -> "
+    "{'operations', 'memory', 'ratio'}: float",
+    summary="Shazeer 2019's arithmetic and memory-access counts of multi-head, multi-query and grouped-query "
+    "attention, batched or incremental (one token per step with a KV cache).",
+    reference=ref.attention_memory_traffic,
+    dtypes=(),
+)
 
 
 @st.composite
 def _traffic_examples(draw) -> dict:
     heads = draw(st.sampled_from([1, 2, 4, 8, 16, 32]))
-    return {"batch": draw(st.integers(1, 64)), "seq_len": draw(st.integers(1, 4096)), "d_model": heads * draw(st.integers(1, 128)),
-            "heads": heads}
+    return {"batch": draw(st.integers(1, 64)), "seq_len": draw(st.integers(1, 4096)),
+            "d_model": heads * draw(st.integers(1, 128)), "heads": heads}
 
 
 def _traffic(ctx: Context, p: dict, kv_heads: int, incremental: bool) -> dict:
@@ -454,7 +399,11 @@ def _traffic(ctx: Context, p: dict, kv_heads: int, incremental: bool) -> dict:
     return out
 
 
-def _check_shazeer(ctx: Context, p: dict) -> None:
+@invariant("attention_memory_traffic.shazeer_formulas", examples=_traffic_examples(),
+           statement="Operations b n d^2; memory b n d + b h n^2 + d^2 batched, b n d + b n^2 d + n d^2 incremental "
+           "MHA (ratio Theta(n/d + 1/b)), b n d + b n^2 k + n d^2 incremental MQA (ratio Theta(1/d + n/(d h) + 1/b)).",
+           source="Shazeer 2019, Fast Transformer Decoding: One Write-Head is All You Need, sec. 2.4 and 3.1")
+def check_traffic_shazeer_formulas(ctx: Context, p: dict) -> None:
     b, n, d, h = p["batch"], p["seq_len"], p["d_model"], p["heads"]
     k = d // h
     cases = (
@@ -464,52 +413,18 @@ def _check_shazeer(ctx: Context, p: dict) -> None:
     )
     for name, g, incremental, memory in cases:
         out = _traffic(ctx, p, g, incremental)
-        _close_rel(ctx, out["operations"], b * n * d * d, f"{name} operations (b n d^2)")
-        _close_rel(ctx, out["memory"], memory, f"{name} memory accesses")
-        _close_rel(ctx, out["ratio"], memory / (b * n * d * d), f"{name} memory / operations")
+        assert_relative(ctx, out["operations"], b * n * d * d, f"{name} operations (b n d^2)")
+        assert_relative(ctx, out["memory"], memory, f"{name} memory accesses")
+        assert_relative(ctx, out["ratio"], memory / (b * n * d * d), f"{name} memory / operations")
 
 
-def _close_rel(ctx: Context, got, want: float, what: str) -> None:
-    if not isinstance(got, (int, float)) or not math.isclose(got, want, rel_tol=1e-12):
-        ctx.fail(f"{what}: {got!r} != {want!r}", target=got, expected=want)
-
-
-def _check_mqa_saves(ctx: Context, p: dict) -> None:
+@invariant("attention_memory_traffic.kv_heads_scale_cache_reads", examples=_traffic_examples(),
+           statement="With g KV heads the incremental cache traffic is b n^2 d g / h: MQA reads h times less than MHA.",
+           source="Shazeer 2019, sec. 3.1; Ainslie et al. 2023 (GQA), sec. 2")
+def check_traffic_kv_heads_scale_cache_reads(ctx: Context, p: dict) -> None:
     b, n, d, h = p["batch"], p["seq_len"], p["d_model"], p["heads"]
     mha = _traffic(ctx, p, h, True)["memory"]
     for g in (g for g in (1, 2, 4, 8) if h % g == 0):
         gqa = _traffic(ctx, p, g, True)["memory"]
-        _close_rel(ctx, mha - gqa, b * n * n * d * (1 - g / h), f"cache traffic saved by {g} KV heads instead of {h}")
-
-
-ATTENTION_TRAFFIC = Component(
-    name="attention_memory_traffic",
-    family="accounting",
-    signature="attention_memory_traffic(batch, seq_len, d_model, heads, kv_heads, incremental) -> "
-    "{'operations', 'memory', 'ratio'}: float",
-    summary="Shazeer 2019's arithmetic and memory-access counts of multi-head, multi-query and grouped-query attention, "
-    "batched or incremental (one token per step with a KV cache).",
-    reference=ref.attention_memory_traffic,
-    dtypes=(),
-    invariants=(
-        Invariant(
-            id="memory.traffic.shazeer_formulas",
-            statement="Operations b n d^2; memory b n d + b h n^2 + d^2 batched, b n d + b n^2 d + n d^2 incremental MHA "
-            "(ratio Theta(n/d + 1/b)), b n d + b n^2 k + n d^2 incremental MQA (ratio Theta(1/d + n/(d h) + 1/b)).",
-            source="Shazeer 2019, Fast Transformer Decoding: One Write-Head is All You Need, sec. 2.4 and 3.1",
-            kind="property",
-            examples=_traffic_examples(),
-            check=_check_shazeer,
-        ),
-        Invariant(
-            id="memory.traffic.kv_heads_scale_cache_reads",
-            statement="With g KV heads the incremental cache traffic is b n^2 d g / h: MQA reads h times less than MHA.",
-            source="Shazeer 2019, sec. 3.1; Ainslie et al. 2023 (GQA), sec. 2",
-            kind="property",
-            examples=_traffic_examples(),
-            check=_check_mqa_saves,
-        ),
-    ),
-)
-
-COMPONENTS = (TRAINING_MEMORY, ACTIVATION_MEMORY, KV_CACHE_BYTES, MLA_CACHE_BYTES, ATTENTION_TRAFFIC)
+        assert_relative(ctx, mha - gqa, b * n * n * d * (1 - g / h),
+                        f"cache traffic saved by {g} KV heads instead of {h}")

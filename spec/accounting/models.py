@@ -49,7 +49,8 @@ def hf_model(config: dict, device: str = "meta", dtype: torch.dtype | None = Non
         device = "cpu"  # routing is data-dependent: MoE models need real weights
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if device == "meta":  # shapes only: skip the (slow, meaningless on meta) random init, then tie as post_init does
+        # meta: shapes only; skip the (slow, meaningless on meta) random init, then tie as post_init does
+        if device == "meta":
             from transformers.initialization import no_init_weights
 
             with torch.device("meta"), no_init_weights():
@@ -151,7 +152,8 @@ def _measured_flops(config_key: str, seq_len: int, batch: int, checkpoint: bool)
     model = hf_model(json.loads(config_key))
     inputs = _inputs(model, batch, seq_len)
     with warnings.catch_warnings(), set_checkpoint_early_stop(False):
-        warnings.simplefilter("ignore")  # transformers 5 renames gradient_checkpointing_enable; the old name still works
+        # transformers 5 renames gradient_checkpointing_enable; the old name still works
+        warnings.simplefilter("ignore")
         if checkpoint:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.train()
@@ -186,34 +188,34 @@ def _measured_module_parameters(config_key: str) -> dict[str, int]:
 #: the measured FLOP cases: every supported architecture; MHA, GQA, MQA; biases; tied and untied heads;
 #: head_dim != hidden / heads; an FFN width other than 4d; MoE with k < E, k = E and k = 1. Each example of
 #: a FLOP invariant checks all of them (measurements are cached, so a run costs each case once).
+def _case(seq_len: int, batch: int, **config) -> dict:
+    return {"config": config, "seq_len": seq_len, "batch": batch}
+
+
 CASES: dict[str, dict] = {
-    "gpt2-untied-n_inner": {"config": {"model_type": "gpt2", "vocab_size": 7, "n_positions": 9, "n_embd": 8, "n_layer": 1,
-                                       "n_head": 2, "n_inner": 20, "tie_word_embeddings": False}, "seq_len": 8, "batch": 1},
-    "gpt2-one-head": {"config": {"model_type": "gpt2", "vocab_size": 5, "n_positions": 8, "n_embd": 6, "n_layer": 3, "n_head": 1},
-                      "seq_len": 1, "batch": 3},
-    "llama-gqa-biases-head_dim": {"config": {"model_type": "llama", "vocab_size": 9, "hidden_size": 8, "intermediate_size": 10,
-                                             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-                                             "head_dim": 6, "attention_bias": True, "mlp_bias": True}, "seq_len": 4, "batch": 2},
-    "llama-mqa-tied": {"config": {"model_type": "llama", "vocab_size": 17, "hidden_size": 12, "intermediate_size": 7,
-                                  "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-                                  "tie_word_embeddings": True}, "seq_len": 7, "batch": 1},
-    "mistral-gqa": {"config": {"model_type": "mistral", "vocab_size": 10, "hidden_size": 16, "intermediate_size": 20,
-                               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 1}, "seq_len": 3, "batch": 2},
-    "qwen2-qkv-bias": {"config": {"model_type": "qwen2", "vocab_size": 12, "hidden_size": 8, "intermediate_size": 12,
-                                  "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1}, "seq_len": 5, "batch": 1},
-    "qwen3-qk-norm": {"config": {"model_type": "qwen3", "vocab_size": 9, "hidden_size": 8, "intermediate_size": 16,
-                                 "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 6},
-                      "seq_len": 4, "batch": 1},
-    "gemma-tied": {"config": {"model_type": "gemma", "vocab_size": 11, "hidden_size": 6, "intermediate_size": 9,
-                              "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 4},
-                   "seq_len": 3, "batch": 2},
-    "mixtral-top2-of-4": {"config": {"model_type": "mixtral", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 12,
-                                     "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-                                     "num_local_experts": 4, "num_experts_per_tok": 2}, "seq_len": 6, "batch": 2},
-    "mixtral-top1-of-3-tied": {"config": {"model_type": "mixtral", "vocab_size": 6, "hidden_size": 4, "intermediate_size": 6,
-                                          "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
-                                          "num_local_experts": 3, "num_experts_per_tok": 1, "tie_word_embeddings": True},
-                               "seq_len": 5, "batch": 1},
+    "gpt2-untied-n_inner": _case(8, 1, model_type="gpt2", vocab_size=7, n_positions=9, n_embd=8, n_layer=1, n_head=2,
+                                 n_inner=20, tie_word_embeddings=False),
+    "gpt2-one-head": _case(1, 3, model_type="gpt2", vocab_size=5, n_positions=8, n_embd=6, n_layer=3, n_head=1),
+    "llama-gqa-biases-head_dim": _case(4, 2, model_type="llama", vocab_size=9, hidden_size=8, intermediate_size=10,
+                                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=6,
+                                       attention_bias=True, mlp_bias=True),
+    "llama-mqa-tied": _case(7, 1, model_type="llama", vocab_size=17, hidden_size=12, intermediate_size=7,
+                            num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                            tie_word_embeddings=True),
+    "mistral-gqa": _case(3, 2, model_type="mistral", vocab_size=10, hidden_size=16, intermediate_size=20,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1),
+    "qwen2-qkv-bias": _case(5, 1, model_type="qwen2", vocab_size=12, hidden_size=8, intermediate_size=12,
+                            num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1),
+    "qwen3-qk-norm": _case(4, 1, model_type="qwen3", vocab_size=9, hidden_size=8, intermediate_size=16,
+                           num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, head_dim=6),
+    "gemma-tied": _case(3, 2, model_type="gemma", vocab_size=11, hidden_size=6, intermediate_size=9,
+                        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=4),
+    "mixtral-top2-of-4": _case(6, 2, model_type="mixtral", vocab_size=10, hidden_size=8, intermediate_size=12,
+                               num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, num_local_experts=4,
+                               num_experts_per_tok=2),
+    "mixtral-top1-of-3-tied": _case(5, 1, model_type="mixtral", vocab_size=6, hidden_size=4, intermediate_size=6,
+                                    num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                    num_local_experts=3, num_experts_per_tok=1, tie_word_embeddings=True),
 }
 GPT_CASES = {name: case for name, case in CASES.items() if case["config"]["model_type"] == "gpt2"}
 
@@ -222,7 +224,8 @@ GPT_CASES = {name: case for name, case in CASES.items() if case["config"]["model
 
 
 @st.composite
-def hf_configs(draw, model_types: tuple[str, ...] = SUPPORTED_MODEL_TYPES, max_layers: int = 2, ffn_width: bool = True) -> dict:
+def hf_configs(draw, model_types: tuple[str, ...] = SUPPORTED_MODEL_TYPES, max_layers: int = 2,
+               ffn_width: bool = True) -> dict:
     """A config.json dict with small sizes; optional keys are sometimes left out (the class default applies)."""
     model_type = draw(st.sampled_from(model_types))
     layers = draw(st.integers(1, max_layers))
@@ -230,8 +233,8 @@ def hf_configs(draw, model_types: tuple[str, ...] = SUPPORTED_MODEL_TYPES, max_l
     heads = draw(st.sampled_from([1, 2, 4]))
     if model_type == "gpt2":
         head_dim = draw(st.integers(1, 4))
-        c = {"model_type": "gpt2", "vocab_size": vocab, "n_positions": draw(st.integers(1, 16)), "n_embd": heads * head_dim,
-             "n_layer": layers, "n_head": heads}
+        c = {"model_type": "gpt2", "vocab_size": vocab, "n_positions": draw(st.integers(1, 16)),
+             "n_embd": heads * head_dim, "n_layer": layers, "n_head": heads}
         inner = draw(st.one_of(st.none(), st.integers(1, 24))) if ffn_width else None
         if inner is not None:
             c["n_inner"] = inner

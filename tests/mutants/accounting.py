@@ -8,7 +8,6 @@ from lmspec.reference.accounting import flops as F
 from lmspec.reference.accounting import formats as N
 from lmspec.reference.accounting import memory as M
 from lmspec.reference.accounting import params as P
-from lmspec.reference.attention import kv_cache_bytes as _kv_cache_bytes
 
 # --- parameters -----------------------------------------------------------------------------------------
 
@@ -18,16 +17,18 @@ def layernorm_off_by_one(config, embedding="input_and_output"):
     out = P.param_count(config, embedding)
     arch = P.architecture(config)
     if arch.norm == "layernorm":
-        out = {**out, "total": out["total"] - 2 * arch.hidden_size, "non_embedding": out["non_embedding"] - 2 * arch.hidden_size,
-               "active": out["active"] - 2 * arch.hidden_size}
+        ln_f = 2 * arch.hidden_size
+        out = {**out, "total": out["total"] - ln_f, "non_embedding": out["non_embedding"] - ln_f,
+               "active": out["active"] - ln_f}
     return out
 
 
 def untied_head_counted_as_tied(config, embedding="input_and_output"):
     """Counts the output head as the token table even when tie_word_embeddings is false."""
     arch = P.architecture(config)
-    return P.param_count(P.Architecture(**{**arch.__dict__, "tied_embeddings": True}), embedding) if not arch.tied_embeddings \
-        else P.param_count(config, embedding)
+    if arch.tied_embeddings:
+        return P.param_count(config, embedding)
+    return P.param_count(P.Architecture(**{**arch.__dict__, "tied_embeddings": True}), embedding)
 
 
 def positions_not_embedding(config, embedding="input_and_output"):
@@ -77,7 +78,8 @@ def attention_qk_only(batch, heads, q_len, kv_len, head_dim, value_dim=None, att
 
 def attention_exact_is_half(batch, heads, q_len, kv_len, head_dim, value_dim=None, attention="dense"):
     """Treats the exact causal count as half the dense one (off by the diagonal)."""
-    return F.attention_flops(batch, heads, q_len, kv_len, head_dim, value_dim, "half" if attention == "exact" else attention)
+    convention = "half" if attention == "exact" else attention
+    return F.attention_flops(batch, heads, q_len, kv_len, head_dim, value_dim, convention)
 
 
 def forward_without_head(config, seq_len, batch=1, attention="dense"):
@@ -106,7 +108,8 @@ def forward_attention_over_kv_heads(config, seq_len, batch=1, attention="dense")
 
 def backward_equals_forward(config, seq_len, batch=1, recompute="none", attention="dense"):
     """Training = 2 x forward: forgets that the backward computes input and weight gradients."""
-    return F.training_flops(config, seq_len, batch, recompute, attention) - F.forward_flops(config, seq_len, batch, attention)
+    training = F.training_flops(config, seq_len, batch, recompute, attention)
+    return training - F.forward_flops(config, seq_len, batch, attention)
 
 
 def recompute_includes_head(config, seq_len, batch=1, recompute="none", attention="dense"):
@@ -156,7 +159,8 @@ def zero1_shards_gradients(params, recipe="mixed_adam", zero_stage=0, devices=1)
     return M.training_memory(params, recipe, 2 if zero_stage == 1 else zero_stage, devices)
 
 
-def activations_without_dropout_masks(seq_len, batch, hidden, heads, recompute="none", tensor_parallel=1, sequence_parallel=False):
+def activations_without_dropout_masks(seq_len, batch, hidden, heads, recompute="none", tensor_parallel=1,
+                                      sequence_parallel=False):
     """Forgets the 1-byte dropout masks: 32 s b h + 4 a s^2 b."""
     full = M.activation_memory(seq_len, batch, hidden, heads, recompute, tensor_parallel, sequence_parallel)
     if recompute == "full":
@@ -166,14 +170,15 @@ def activations_without_dropout_masks(seq_len, batch, hidden, heads, recompute="
     return full - masks - scores
 
 
-def activations_tp_splits_everything(seq_len, batch, hidden, heads, recompute="none", tensor_parallel=1, sequence_parallel=False):
+def activations_tp_splits_everything(seq_len, batch, hidden, heads, recompute="none", tensor_parallel=1,
+                                     sequence_parallel=False):
     """Divides every activation by t, as if sequence parallelism were always on."""
     return M.activation_memory(seq_len, batch, hidden, heads, recompute, tensor_parallel, True)
 
 
 def kv_cache_without_factor_two(num_layers, kv_heads, head_dim, tokens, batch, bytes_per_element):
     """Counts the keys and forgets the values."""
-    return _kv_cache_bytes(num_layers, kv_heads, head_dim, tokens, batch, bytes_per_element) // 2
+    return M.kv_cache_bytes(num_layers, kv_heads, head_dim, tokens, batch, bytes_per_element) // 2
 
 
 def mla_cache_without_rope_key(layers, latent_dim, rope_dim, tokens, batch, bytes_per_element):
@@ -290,54 +295,56 @@ def contiguous_returns_input(x):
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
 # collected by tests/test_mutants.py.
 CAUGHT = [
-    ("param_count", "layernorm_off_by_one", {"params.gpt2.closed_form", "params.published_totals"}),
-    ("param_count", "untied_head_counted_as_tied", {"params.published_totals", "params.total.matches_module"}),
-    ("param_count", "positions_not_embedding", {"params.embedding.split"}),
-    ("param_count", "moe_active_is_total", {"params.moe.active"}),
-    ("param_count", "meta_width_rounded_down", {"params.llama.ffn_rounding"}),
-    ("approx_params", "approx_with_biases", {"params.approx.stated_error"}),
-    ("matmul_flops", "matmul_without_factor_two", {"flops.matmul.counter"}),
-    ("attention_flops", "attention_qk_only", {"flops.attention.counter_reference"}),
-    ("attention_flops", "attention_exact_is_half", {"flops.attention.causal_conventions"}),
+    ("param_count", "layernorm_off_by_one", {"param_count.gpt2.closed_form", "param_count.published_totals"}),
+    ("param_count", "untied_head_counted_as_tied",
+     {"param_count.published_totals", "param_count.total.matches_module"}),
+    ("param_count", "positions_not_embedding", {"param_count.embedding.split"}),
+    ("param_count", "moe_active_is_total", {"param_count.moe.active"}),
+    ("param_count", "meta_width_rounded_down", {"param_count.llama.ffn_rounding"}),
+    ("approx_params", "approx_with_biases", {"approx_params.stated_error"}),
+    ("matmul_flops", "matmul_without_factor_two", {"matmul_flops.counter"}),
+    ("attention_flops", "attention_qk_only", {"attention_flops.counter_reference"}),
+    ("attention_flops", "attention_exact_is_half", {"attention_flops.causal_conventions"}),
     ("forward_flops", "forward_without_head",
-     {"flops.forward.counter_model", "flops.forward.kaplan_table1", "flops.forward.two_n_plus_attention"}),
-    ("forward_flops", "forward_without_attention_core", {"flops.forward.counter_model", "flops.forward.per_layer"}),
+     {"forward_flops.counter_model", "forward_flops.kaplan_table1", "forward_flops.two_n_plus_attention"}),
+    ("forward_flops", "forward_without_attention_core", {"forward_flops.counter_model", "forward_flops.per_layer"}),
     ("forward_flops", "forward_ignores_convention",
-     {"flops.forward.causal_conventions", "flops.forward.kaplan_table1"}),
-    ("forward_flops", "forward_attention_over_kv_heads", {"flops.forward.counter_model"}),
+     {"forward_flops.causal_conventions", "forward_flops.kaplan_table1"}),
+    ("forward_flops", "forward_attention_over_kv_heads", {"forward_flops.counter_model"}),
     ("training_flops", "backward_equals_forward",
-     {"flops.training.counter_model", "flops.training.megatron", "flops.training.six_nd_plus_attention"}),
+     {"training_flops.counter_model", "training_flops.megatron", "training_flops.six_nd_plus_attention"}),
     ("training_flops", "recompute_includes_head",
-     {"flops.training.megatron_recompute", "flops.training.recompute_full"}),
-    ("training_flops", "selective_is_full", {"flops.training.recompute_selective"}),
-    ("utilization", "utilization_swapped", {"compute.utilization.hfu_at_least_mfu", "compute.utilization.measured"}),
-    ("petaflop_days", "pf_days_of_hours", {"compute.pf_days.definition", "compute.pf_days.gpt3"}),
-    ("chinchilla_optimal", "chinchilla_without_six", {"compute.chinchilla.budget", "compute.chinchilla.published"}),
-    ("dense_peak_flops", "sparse_peaks", {"compute.peaks.dense_not_sparse", "compute.peaks.published"}),
-    ("training_memory", "megatron_grads_as_16", {"memory.recipe.bytes_per_param", "memory.recipe.measured_adamw"}),
-    ("training_memory", "zero1_shards_gradients", {"memory.zero.stages"}),
+     {"training_flops.megatron_recompute", "training_flops.recompute_full"}),
+    ("training_flops", "selective_is_full", {"training_flops.recompute_selective"}),
+    ("utilization", "utilization_swapped", {"utilization.hfu_at_least_mfu", "utilization.measured"}),
+    ("petaflop_days", "pf_days_of_hours", {"petaflop_days.definition", "petaflop_days.gpt3"}),
+    ("chinchilla_optimal", "chinchilla_without_six", {"chinchilla_optimal.budget", "chinchilla_optimal.published"}),
+    ("dense_peak_flops", "sparse_peaks", {"dense_peak_flops.dense_not_sparse", "dense_peak_flops.published"}),
+    ("training_memory", "megatron_grads_as_16",
+     {"training_memory.recipe.bytes_per_param", "training_memory.recipe.measured_adamw"}),
+    ("training_memory", "zero1_shards_gradients", {"training_memory.zero.stages"}),
     ("activation_memory", "activations_without_dropout_masks",
-     {"memory.activations.korthikanti_table2", "memory.activations.measured"}),
-    ("activation_memory", "activations_tp_splits_everything", {"memory.activations.korthikanti_table2"}),
+     {"activation_memory.korthikanti_table2", "activation_memory.measured"}),
+    ("activation_memory", "activations_tp_splits_everything", {"activation_memory.korthikanti_table2"}),
     ("kv_cache_bytes", "kv_cache_without_factor_two",
-     {"memory.kv_cache.measured_reference", "memory.kv_cache.measured_transformers"}),
+     {"kv_cache_bytes.measured_reference", "kv_cache_bytes.measured_transformers"}),
     ("mla_cache_bytes", "mla_cache_without_rope_key",
-     {"memory.mla_cache.deepseek_v2", "memory.mla_cache.measured_reference"}),
+     {"mla_cache_bytes.deepseek_v2", "mla_cache_bytes.measured_reference"}),
     ("attention_memory_traffic", "traffic_mqa_reads_full_cache",
-     {"memory.traffic.kv_heads_scale_cache_reads", "memory.traffic.shazeer_formulas"}),
-    ("float_format", "fp16_max_wrong", {"formats.layout.bit_patterns", "formats.layout.finfo"}),
-    ("float_cast", "cast_truncates", {"formats.cast.matches_reference", "formats.cast.ties_to_even"}),
-    ("float_cast", "cast_ties_away", {"formats.cast.ties_to_even"}),
-    ("float_cast", "cast_e4m3_overflow_nan", {"formats.cast.overflow"}),
-    ("float_cast", "cast_flushes_subnormals", {"formats.cast.matches_reference", "formats.cast.underflow"}),
-    ("absmax_quantize", "quant_scale_128", {"quant.int8.range", "quant.int8.round_trip"}),
-    ("absmax_quantize", "quant_truncates", {"quant.int8.round_trip"}),
-    ("absmax_quantize", "quant_round_half_up", {"quant.int8.symmetric"}),
-    ("absmax_quantize", "quant_full_int8_range", {"quant.int8.range"}),
-    ("contiguous_strides", "strides_count_empty_dims", {"storage.strides.row_major"}),
-    ("tensor_view", "view_copies", {"storage.view.shares_storage"}),
+     {"attention_memory_traffic.kv_heads_scale_cache_reads", "attention_memory_traffic.shazeer_formulas"}),
+    ("float_format", "fp16_max_wrong", {"float_format.bit_patterns", "float_format.finfo"}),
+    ("float_cast", "cast_truncates", {"float_cast.matches_reference", "float_cast.ties_to_even"}),
+    ("float_cast", "cast_ties_away", {"float_cast.ties_to_even"}),
+    ("float_cast", "cast_e4m3_overflow_nan", {"float_cast.overflow"}),
+    ("float_cast", "cast_flushes_subnormals", {"float_cast.matches_reference", "float_cast.underflow"}),
+    ("absmax_quantize", "quant_scale_128", {"absmax_quantize.range", "absmax_quantize.round_trip"}),
+    ("absmax_quantize", "quant_truncates", {"absmax_quantize.round_trip"}),
+    ("absmax_quantize", "quant_round_half_up", {"absmax_quantize.symmetric"}),
+    ("absmax_quantize", "quant_full_int8_range", {"absmax_quantize.range"}),
+    ("contiguous_strides", "strides_count_empty_dims", {"contiguous_strides.row_major"}),
+    ("tensor_view", "view_copies", {"tensor_view.shares_storage"}),
     ("tensor_transpose", "transpose_copies",
-     {"storage.transpose.breaks_contiguity", "storage.transpose.swaps_strides"}),
-    ("tensor_contiguous", "contiguous_always_copies", {"storage.contiguous.no_copy_when_contiguous"}),
-    ("tensor_contiguous", "contiguous_returns_input", {"storage.contiguous.copies_when_needed"}),
+     {"tensor_transpose.breaks_contiguity", "tensor_transpose.swaps_strides"}),
+    ("tensor_contiguous", "contiguous_always_copies", {"tensor_contiguous.no_copy_when_contiguous"}),
+    ("tensor_contiguous", "contiguous_returns_input", {"tensor_contiguous.copies_when_needed"}),
 ]
