@@ -85,7 +85,5 @@ def test_lmspec_cli_has_estimate():
 
     parser = cli._parser()
     subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    if "estimate" not in subcommands:
-        pytest.skip("conformance/cli.py does not wire `estimate` yet (the lead adds estimate.add_parser(sub) and "
-                    "'estimate': estimate.run)")
+    assert "estimate" in subcommands and "doctor" in subcommands
     assert cli.main(["estimate", "--preset", "gpt2", "--json"]) == 0
