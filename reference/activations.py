@@ -1,20 +1,9 @@
 """Activations (GELU, SiLU / Swish, ReLU) and dropout.
 
-Sources:
-- GELU: Hendrycks & Gimpel 2016, "Gaussian Error Linear Units", sec. 2: GELU(x) = x Phi(x) =
-  x/2 (1 + erf(x / sqrt 2)), and its tanh approximation x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-  (torch.nn.functional.gelu approximate='tanh'; GPT-2's `gelu_new`).
-- SiLU / Swish: Elfwing et al. 2017 (SiLU(x) = x sigma(x)); Ramachandran et al. 2017, "Searching for
-  Activation Functions", sec. 4: Swish_beta(x) = x sigma(beta x), which tends to ReLU as beta -> infinity.
-- ReLU: Nair & Hinton 2010.
-- Dropout: Srivastava et al. 2014, "Dropout", with torch's inverted scaling: in training each element is
-  zeroed with probability p and kept elements are scaled by 1 / (1 - p); eval mode is the identity
-  (torch.nn.functional.dropout).
-
-Activations are computed in the input's dtype, op by op, as a plain implementation does (GPT-2's `gelu_new`,
-for one); torch upcasts half inputs to float32 inside its kernels and is more accurate. Run in float16 or
-bfloat16, the reference is therefore the error witness of a straightforward implementation, which is the
-tolerance the spec grants (spec/tolerance.py).
+Each function's source is in the comment above it. Activations are computed in the input's dtype, op by op, as a
+plain implementation does (GPT-2's `gelu_new`, for one); torch upcasts half inputs to float32 inside its kernels
+and is more accurate. Run in float16 or bfloat16, the reference is therefore the error witness of a
+straightforward implementation, which is the tolerance the spec grants (spec/tolerance.py).
 """
 
 from __future__ import annotations
@@ -37,6 +26,9 @@ GELU_TANH_MAX_ABS_DIFFERENCE = 4.74e-4
 SWISH_RELU_GAP_TIMES_BETA = 0.2785
 
 
+# Source: Hendrycks & Gimpel 2016, "Gaussian Error Linear Units", sec. 2: GELU(x) = x Phi(x) =
+# x/2 (1 + erf(x / sqrt 2)), and its tanh approximation x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+# (torch.nn.functional.gelu approximate='tanh'; GPT-2's `gelu_new`).
 @typechecked
 def gelu(input: Float[Tensor, "*shape"], approximate: Approximate = "none") -> Float[Tensor, "*shape"]:
     """x Phi(x) with the exact erf form, or the tanh approximation (`approximate='tanh'`)."""
@@ -48,26 +40,36 @@ def gelu(input: Float[Tensor, "*shape"], approximate: Approximate = "none") -> F
     raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
+# Source: Elfwing et al. 2017, "Sigmoid-Weighted Linear Units", eq. 1: SiLU(x) = x sigma(x)
+# (torch.nn.functional.silu).
 @typechecked
 def silu(input: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
     """x sigma(x); sigma via torch.sigmoid, which does not overflow for large |x|."""
     return input * torch.sigmoid(input)
 
 
+# Source: Ramachandran et al. 2017, "Searching for Activation Functions", sec. 4: Swish_beta(x) = x sigma(beta x),
+# which tends to ReLU as beta -> infinity.
 @typechecked
 def swish(input: Float[Tensor, "*shape"], beta: float = 1.0) -> Float[Tensor, "*shape"]:
     """x sigma(beta x): SiLU at beta = 1, ReLU in the limit beta -> infinity, x / 2 at beta = 0."""
     return input * torch.sigmoid(beta * input)
 
 
+# Source: Nair & Hinton 2010, "Rectified Linear Units Improve Restricted Boltzmann Machines"; torch.nn.functional.relu
+# (NaN propagates).
 @typechecked
 def relu(input: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
     """max(x, 0), exactly (NaN stays NaN)."""
     return torch.where(input > 0, input, torch.where(input.isnan(), input, torch.zeros_like(input)))
 
 
+# Source: Srivastava et al. 2014, "Dropout", with torch's inverted scaling: in training each element is zeroed with
+# probability p and kept elements are scaled by 1 / (1 - p); eval mode is the identity (torch.nn.functional.dropout).
 @typechecked
-def dropout(input: Float[Tensor, "*shape"], p: float = 0.5, training: bool = True, generator: torch.Generator | None = None) -> Float[Tensor, "*shape"]:
+def dropout(
+    input: Float[Tensor, "*shape"], p: float = 0.5, training: bool = True, generator: torch.Generator | None = None
+) -> Float[Tensor, "*shape"]:
     """Inverted dropout: keep each element with probability 1 - p and scale it by 1 / (1 - p); identity
     when not training or p = 0; all zeros at p = 1 (torch's convention)."""
     if not 0.0 <= p <= 1.0:

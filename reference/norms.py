@@ -1,24 +1,8 @@
 """Normalization: RMSNorm, LayerNorm, BatchNorm, pre-/post-norm residual blocks, and QK-norm.
 
-Sources:
-- RMSNorm: Zhang & Sennrich 2019, "Root Mean Square Layer Normalization", eq. 4: y = x / RMS(x) * g with
-  RMS(x) = sqrt(mean(x^2) + eps) (eps inside the square root, as torch.nn.functional.rms_norm and Hugging
-  Face LlamaRMSNorm: `x * rsqrt(mean(x^2) + eps)`).
-- LayerNorm: Ba et al. 2016, "Layer Normalization", eqs. 3-4, with torch's biased variance and eps inside
-  the square root (torch.nn.functional.layer_norm).
-- BatchNorm: Ioffe & Szegedy 2015, "Batch Normalization", Algorithm 1 (training: batch statistics) and
-  sec. 3.1 (inference: population statistics); torch.nn.functional.batch_norm updates the running variance
-  with the unbiased batch variance.
-- Residual orders: post-norm x' = Norm(x + F(x)) (Vaswani et al. 2017, sec. 5.4 / 3.1 "LayerNorm(x +
-  Sublayer(x))"); pre-norm x' = x + F(Norm(x)) (GPT-2, Radford et al. 2019, sec. 2.3; Xiong et al. 2020,
-  "On Layer Normalization in the Transformer Architecture").
-- QK-norm: RMSNorm of queries and keys before RoPE; per head over head_dim in Qwen3
-  (transformers/models/qwen3/modeling_qwen3.py: `Qwen3RMSNorm(self.head_dim)`), over all heads' concatenated
-  projection in OLMo 2 (models/olmo2/modeling_olmo2.py: `Olmo2RMSNorm(num_attention_heads * head_dim)`).
-
-Half-precision inputs are computed in float32 and rounded once at the end, as torch does (its "opmath" type)
-and as HF's RMSNorm does; the reference run in float16/bfloat16 is then the error witness of a careful
-implementation.
+Each function's source is in the comment above it. Half-precision inputs are computed in float32 and rounded once
+at the end, as torch does (its "opmath" type) and as HF's RMSNorm does; the reference run in float16/bfloat16 is
+then the error witness of a careful implementation.
 """
 
 from __future__ import annotations
@@ -34,16 +18,19 @@ from .positions import rope
 Shape = int | Sequence[int]
 
 
+# Source: torch's accumulate ("opmath") type, aten/src/ATen/OpMathType.h: float for Half and BFloat16.
 def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
     """The type torch computes reductions in: float32 for float16/bfloat16, else the dtype itself."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+# Source: torch.nn.functional.rms_norm / torch.nn.RMSNorm docs (torch 2.13), eps=None.
 def default_rms_eps(dtype: torch.dtype) -> float:
     """torch's rms_norm eps=None: the machine epsilon of the computation (opmath) type (torch 2.13 RMSNorm docs)."""
     return torch.finfo(opmath_dtype(dtype)).eps
 
 
+# Source: torch.nn.functional.layer_norm / rms_norm: normalized_shape names the input's trailing dims.
 def _normalized_dims(input: Tensor, normalized_shape: Shape, weight: Tensor | None) -> tuple[int, ...]:
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if tuple(input.shape[input.dim() - len(shape) :]) != shape or len(shape) > input.dim():
@@ -53,9 +40,15 @@ def _normalized_dims(input: Tensor, normalized_shape: Shape, weight: Tensor | No
     return tuple(range(-len(shape), 0))
 
 
+# Source: Zhang & Sennrich 2019, "Root Mean Square Layer Normalization", eq. 4: y = x / RMS(x) * g with
+# RMS(x) = sqrt(mean(x^2) + eps), eps inside the square root as in torch.nn.functional.rms_norm and Hugging Face
+# LlamaRMSNorm (`x * rsqrt(mean(x^2) + eps)`).
 @typechecked
 def rms_norm(
-    input: Float[Tensor, "*shape"], normalized_shape: Shape, weight: Float[Tensor, "*norm"] | None = None, eps: float | None = None
+    input: Float[Tensor, "*shape"],
+    normalized_shape: Shape,
+    weight: Float[Tensor, "*norm"] | None = None,
+    eps: float | None = None,
 ) -> Float[Tensor, "*shape"]:
     """`torch.nn.functional.rms_norm`: x / sqrt(mean(x^2 over the normalized dims) + eps) * weight.
 
@@ -69,6 +62,8 @@ def rms_norm(
     return y.to(input.dtype)
 
 
+# Source: Ba et al. 2016, "Layer Normalization", eqs. 3-4, with torch's biased variance and eps inside the square
+# root (torch.nn.functional.layer_norm).
 @typechecked
 def layer_norm(
     input: Float[Tensor, "*shape"],
@@ -91,6 +86,9 @@ def layer_norm(
     return y.to(input.dtype)
 
 
+# Source: Ioffe & Szegedy 2015, "Batch Normalization", Algorithm 1 (training: batch statistics) and sec. 3.1
+# (inference: population statistics); torch.nn.functional.batch_norm updates the running variance with the unbiased
+# batch variance.
 @typechecked
 def batch_norm(
     input: Float[Tensor, "n c *rest"],
@@ -113,7 +111,8 @@ def batch_norm(
     if training:
         count = x.numel() // x.shape[1]
         if count < 2:
-            raise ValueError(f"expected more than 1 value per channel when training, got input of shape {tuple(input.shape)}")
+            raise ValueError(f"expected more than 1 value per channel when training, got input of shape "
+                             f"{tuple(input.shape)}")
         mean = x.mean(dim=dims)
         var = (x - mean.reshape(view)).pow(2).mean(dim=dims)
         with torch.no_grad():
@@ -136,9 +135,15 @@ def batch_norm(
 Order = Literal["pre", "post"]
 
 
+# Source: post-norm x' = Norm(x + F(x)) (Vaswani et al. 2017, sec. 5.4 / 3.1 "LayerNorm(x + Sublayer(x))"); pre-norm
+# x' = x + F(Norm(x)) (GPT-2, Radford et al. 2019, sec. 2.3; Xiong et al. 2020, "On Layer Normalization in the
+# Transformer Architecture").
 @typechecked
 def residual_block(
-    x: Float[Tensor, "*batch d"], sublayer: Callable[[Tensor], Tensor], norm: Callable[[Tensor], Tensor], order: Order = "pre"
+    x: Float[Tensor, "*batch d"],
+    sublayer: Callable[[Tensor], Tensor],
+    norm: Callable[[Tensor], Tensor],
+    order: Order = "pre",
 ) -> Float[Tensor, "*batch d"]:
     """One residual sub-block: pre-norm x + F(Norm(x)) (GPT-2, Llama) or post-norm Norm(x + F(x)) (Vaswani et al.)."""
     if order == "pre":
@@ -151,6 +156,9 @@ def residual_block(
 Scope = Literal["per_head", "all_heads"]
 
 
+# Source: per head over head_dim in Qwen3 (transformers/models/qwen3/modeling_qwen3.py:
+# `Qwen3RMSNorm(self.head_dim)`), over all heads' concatenated projection in OLMo 2
+# (models/olmo2/modeling_olmo2.py: `Olmo2RMSNorm(num_attention_heads * head_dim)`).
 def _qk_rms(x: Tensor, weight: Tensor, eps: float, scope: Scope) -> Tensor:
     if scope == "per_head":
         return rms_norm(x, (x.shape[-1],), weight, eps)
@@ -159,6 +167,8 @@ def _qk_rms(x: Tensor, weight: Tensor, eps: float, scope: Scope) -> Tensor:
     return rms_norm(flat, (h * e,), weight, eps).reshape(b, l, h, e).transpose(1, 2)
 
 
+# Source: RMSNorm of queries and keys before RoPE, as Qwen3 and OLMo 2 apply q_norm / k_norm (transformers
+# models/qwen3, models/olmo2); the scopes are those of _qk_rms above.
 @typechecked
 def qk_norm(
     query: Float[Tensor, "b hq l e"],

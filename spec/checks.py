@@ -9,7 +9,8 @@ tell the two values apart (`show`):
 - `assert_agree(ctx, a, b, what)`: two outputs of the target that are equal in exact arithmetic agree up to
   rounding (properties that need no reference);
 - `assert_equal(ctx, actual, expected, what)`: exact equality of tensors, sequences or scalars;
-- `assert_within(ctx, value, expected, allowed, what)`: a scalar within an allowed distance of its expectation.
+- `assert_within(ctx, value, expected, allowed, what)`: a scalar within an allowed distance of its expectation;
+  `assert_each_within(ctx, got, expected, allowed, what)`: the same element by element, one allowance each.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import torch
 from .core import Context
 from .guard import expect_tensor
 
-__all__ = ["PROPERTY_ULPS", "assert_agree", "assert_equal", "assert_matches", "assert_within", "call", "differential",
-           "expect_tensor", "reference_pair", "show", "to64"]
 from .tolerance import DEFAULT_FACTOR, FLOAT64_WITNESS_ULPS, ErrorStats, compare, eps
+
+__all__ = ["PROPERTY_ULPS", "assert_agree", "assert_each_within", "assert_equal", "assert_matches", "assert_within", "call",
+           "differential", "expect_tensor", "reference_pair", "show", "to64"]
 
 #: two outputs of the target that must agree exactly in real arithmetic may differ by this many eps of
 #: their scale (different reduction orders round differently); real bugs move outputs by O(scale).
@@ -200,3 +202,24 @@ def assert_within(ctx: Context, value: float, expected: float, allowed: float, w
         x, y = show(float(value), float(expected))
         ctx.fail(f"{what}: {x}, expected {y} (off by {off:.3g}, allowed {allowed:.3g})", value=float(value),
                  expected=float(expected), max_abs=off, allowed=allowed)
+
+
+def _float64(value) -> torch.Tensor:
+    return to64(value) if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=torch.float64)
+
+
+def assert_each_within(ctx: Context, got, expected, allowed, what: str, x: torch.Tensor | None = None) -> None:
+    """|got - expected| <= allowed element by element (a NaN never is); `allowed` is a number or a tensor that
+    broadcasts, one allowance per element. Reports the element furthest beyond its allowance (with its input `x`)."""
+    got64, expected64, allowed64 = torch.broadcast_tensors(_float64(got), _float64(expected), _float64(allowed))
+    err = (got64 - expected64).abs()
+    beyond = ~(err <= allowed64)
+    if not bool(beyond.any()):
+        return
+    excess = torch.where(beyond, (err - allowed64).nan_to_num(nan=float("inf")), -float("inf"))
+    idx = [int(i) for i in torch.unravel_index(excess.argmax(), err.shape)] if err.dim() else []
+    at = tuple(idx)
+    a, b = show(float(got64[at]), float(expected64[at]))
+    where = (f" at index {idx}" if idx else "") + ("" if x is None else f", x = {float(to64(x)[at]):.6g}")
+    ctx.fail(f"{what}: {a}, expected {b}{where} (off by {float(err[at]):.3g}, allowed {float(allowed64[at]):.3g})",
+             index=idx, max_abs=float(err.nan_to_num(nan=float("inf")).max()), allowed=float(allowed64[at]))

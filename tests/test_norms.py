@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from lmspec.conformance.loading import load_target
 from lmspec.conformance.runner import run_invariant
 from lmspec.reference import norms as ref
-from lmspec.spec import get_component
+from lmspec.spec import Context, Violation, get_component
+from lmspec.spec.checks import assert_each_within
 
 from .test_external_conformance import CONFIG, check_conforms, unsupported
 
@@ -50,7 +51,8 @@ def test_hf_llama_rms_norm_conforms_with_its_eps_default():
     assert unsupported(results) == _every("rms_norm", "float64")
 
 
-NORM_EXAMPLE = {"batch": [2], "norm": [5], "weight": True, "bias": False, "eps": None, "seed": 3, "pattern": "normal", "layout": "contiguous"}
+NORM_EXAMPLE = {"batch": [2], "norm": [5], "weight": True, "bias": False, "eps": None, "seed": 3, "pattern": "normal",
+                "layout": "contiguous"}
 
 
 def replay(component: str, target, invariant: str, dtype: torch.dtype, example: dict, **options):
@@ -66,7 +68,8 @@ def test_hf_eps_default_is_reported_by_name():
     target = load_target(LLAMA_RMS, "rms_norm", "hf_rms_norm")
     result = replay("rms_norm", target, "rms_norm.eps.default", torch.float32, NORM_EXAMPLE, eps_default="torch")
     assert result.verdict == "fail"
-    assert "eps=1e-06, the Hugging Face LlamaRMSNorm" in result.message and "--option eps_default=1e-6" in result.message, result.message
+    assert "eps=1e-06, the Hugging Face LlamaRMSNorm" in result.message, result.message
+    assert "--option eps_default=1e-6" in result.message, result.message
 
 
 def test_hf_rms_norm_float64_is_computed_in_float32():
@@ -90,18 +93,21 @@ def test_olmo2_normalizes_over_all_heads():
     pytest.importorskip("transformers")
     olmo2 = load_target(OLMO2, "qk_norm", "hf_olmo2_qk_norm")
     target = dataclasses.replace(olmo2, implied_options={})
-    example = {"B": 1, "Hkv": 2, "H": 2, "L": 3, "E": 4, "start": 0, "magnitude": 1.0, "seed": 5, "layout": "contiguous"}
+    example = {"B": 1, "Hkv": 2, "H": 2, "L": 3, "E": 4, "start": 0, "magnitude": 1.0, "seed": 5,
+               "layout": "contiguous"}
     for invariant in ("qk_norm.scope.statistics", "qk_norm.reference.matches"):
         result = replay("qk_norm", target, invariant, torch.float32, example, qk_norm_scope="per_head")
         assert result.verdict == "fail" and "raised" not in result.message, result.message
-        assert replay("qk_norm", olmo2, invariant, torch.float32, example).verdict == "pass"  # all_heads, as the adapter implies
+        # all_heads, as the adapter implies
+        assert replay("qk_norm", olmo2, invariant, torch.float32, example).verdict == "pass"
 
 
 # --- mutants that only a half-precision run can catch ------------------------------------------------------
 
 
 def test_rms_norm_without_float32_upcast_fails_in_float16():
-    """Squares of |x| ~ 300 overflow float16: the mutant passes in float32 and fails the large-input check in float16."""
+    """Squares of |x| ~ 300 overflow float16: the mutant passes in float32 and fails the large-input check in
+    float16."""
     target = load_target("tests.mutants.norms:rms_squares_in_half", "rms_norm")
     example = {**NORM_EXAMPLE, "eps": 1e-5}
     assert replay("rms_norm", target, "rms_norm.precision.large_inputs", torch.float32, example).verdict == "pass"
@@ -147,3 +153,18 @@ def test_layer_norm_and_qk_norm_match_torch_formulas():
     from lmspec.reference.positions import rope
     torch.testing.assert_close(qo, rope(F.rms_norm(q, [8], wq, 1e-6), positions))
     torch.testing.assert_close(ko, rope(F.rms_norm(k, [8], wk, 1e-6), positions))
+
+
+# --- the family's elementwise closeness helper ----------------------------------------------------------------
+
+
+def test_assert_each_within_reports_the_element_furthest_beyond_its_allowance():
+    ctx = Context(target=None, dtype=torch.float32, device=torch.device("cpu"), options={})
+    expected = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+    allowed = torch.tensor([[0.5, 0.25], [0.25, 0.25]], dtype=torch.float64)
+    assert_each_within(ctx, expected + allowed, expected, allowed, "at the allowance")  # <= passes
+    with pytest.raises(Violation) as caught:
+        assert_each_within(ctx, expected + torch.tensor([[0.625, 0.0], [0.5, 0.0]]), expected, allowed, "moved")
+    assert caught.value.details["index"] == [1, 0] and "moved: 3.5, expected 3 at index [1, 0]" in caught.value.message
+    with pytest.raises(Violation, match="nan, expected 0"):
+        assert_each_within(ctx, torch.tensor([0.0, float("nan")]), 0.0, float("inf"), "a NaN is never within")

@@ -1,4 +1,4 @@
-"""Normalization: RMSNorm and LayerNorm (BatchNorm, residual orders and QK-norm are in norms_variants.py)."""
+"""Normalization: RMSNorm and LayerNorm (BatchNorm, residual orders and QK-norm are in variants.py)."""
 
 from __future__ import annotations
 
@@ -8,36 +8,13 @@ import torch
 from hypothesis import strategies as st
 
 from ...reference import norms as ref
-from ..checks import PROPERTY_ULPS, assert_agree, assert_matches, reference_pair, to64
-from ..core import Component, Context, Invariant, Option, Violation
-from ..guard import expect_tensor
+from ..checks import (PROPERTY_ULPS, assert_agree, assert_each_within, assert_matches, call, differential, reference_pair,
+                      to64)
+from ..core import Component, Context, Option, Violation, invariant
 from ..strategies import layouts, materialize, patterns, seeds, sizes
-
-ZHANG = "Zhang & Sennrich 2019, Root Mean Square Layer Normalization, eq. 4"
-TORCH_RMS = "torch.nn.functional.rms_norm / torch.nn.RMSNorm (torch 2.13 docs)"
-BA = "Ba et al. 2016, Layer Normalization, eqs. 3-4"
-TORCH_LN = "torch.nn.functional.layer_norm (torch 2.13 docs)"
-
-
-def _eps(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype).eps
-
-
-def _fail_if_far(ctx: Context, got: torch.Tensor, expected: torch.Tensor, rel: float, what: str, hint: str = "") -> None:
-    """|got - expected| <= rel * max(1, |expected|) elementwise, got a target output, expected float64."""
-    got64 = to64(got)
-    err = (got64 - expected).abs().nan_to_num(nan=float("inf"))
-    allowed = rel * expected.abs().clamp_min(1.0)
-    if (err > allowed).any():
-        flat = int((err - allowed).reshape(-1).argmax())
-        idx = [int(i) for i in torch.unravel_index(torch.tensor(flat), err.shape)] if err.dim() else []
-        ctx.fail(
-            f"{what}: {float(got64[tuple(idx)]):.6g} at index {idx}, expected {float(expected[tuple(idx)]):.6g} "
-            f"(allowed error {float(allowed[tuple(idx)]):.3g}){hint}",
-            index=idx,
-            max_abs=float(err.max()),
-        )
-
+from ..tolerance import eps as machine_eps
+from .closeness import layer_norm_condition
+from .sources import BA, TORCH_LN, TORCH_RMS, ZHANG
 
 # --- RMSNorm --------------------------------------------------------------------------------------------
 
@@ -45,8 +22,9 @@ EPS_DEFAULT = Option(
     name="eps_default",
     default="torch",
     choices=("torch", "1e-6", "1e-5"),
-    doc="eps used when the caller passes none: torch (F.rms_norm, nn.RMSNorm: finfo of the computation type, float32 for "
-    "half inputs), 1e-6 (Hugging Face LlamaRMSNorm, Qwen3RMSNorm, T5LayerNorm), 1e-5 (Meta Llama params.json norm_eps)",
+    doc="eps used when the caller passes none: torch (F.rms_norm, nn.RMSNorm: finfo of the computation type, float32 "
+    "for half inputs), 1e-6 (Hugging Face LlamaRMSNorm, Qwen3RMSNorm, T5LayerNorm), 1e-5 (Meta Llama params.json "
+    "norm_eps)",
 )
 #: known eps defaults, by option value: a function of the input dtype, and the libraries that use it.
 KNOWN_EPS = {
@@ -55,13 +33,24 @@ KNOWN_EPS = {
     "1e-5": (lambda dtype: 1e-5, "Meta Llama norm_eps, Llama 2 rms_norm_eps"),
 }
 
+RMS_NORM = Component(
+    name="rms_norm",
+    signature="rms_norm(input: Float[*batch, *norm], normalized_shape: list[int], weight: Float[*norm] | None = None, "
+    "eps: float | None = None) -> Float[*batch, *norm]  (torch.nn.functional.rms_norm)",
+    summary="x / sqrt(mean(x^2) + eps) * weight over the trailing normalized dims; eps None is a convention (option "
+    "eps_default).",
+    reference=ref.rms_norm,
+    options=(EPS_DEFAULT,),
+)
+
 
 def default_eps(ctx: Context) -> float:
     return KNOWN_EPS[ctx.options.get("eps_default", "torch")][0](ctx.dtype)
 
 
 @st.composite
-def norm_examples(draw, eps=(None, 1e-6, 1e-5, 1e-2), max_norm_rank: int = 2, bias: bool = False, varied: bool = False) -> dict:
+def norm_examples(draw, eps=(None, 1e-6, 1e-5, 1e-2), max_norm_rank: int = 2, bias: bool = False,
+                  varied: bool = False) -> dict:
     """x of shape batch + norm (normalized over the trailing `norm` dims), optional affine parameters.
 
     `varied`: at least two normalized elements and no grid values, so no row is constant. A constant row has
@@ -83,18 +72,16 @@ def norm_examples(draw, eps=(None, 1e-6, 1e-5, 1e-2), max_norm_rank: int = 2, bi
     }
 
 
-def assert_close_normalized(ctx: Context, a: torch.Tensor, b: torch.Tensor, what: str) -> None:
-    """Two normalized outputs agree to PROPERTY_ULPS eps of their natural scale, 1 (or their magnitude if larger)."""
-    _fail_if_far(ctx, a, to64(b), PROPERTY_ULPS * _eps(ctx.dtype), what)
-
-
-def _x(ctx: Context, p: dict, magnitude: float = 1.0, pattern: str | None = None) -> torch.Tensor:
+def _x(ctx: Context, p: dict, magnitude: float = 1.0) -> torch.Tensor:
     shape = p["batch"] + p["norm"]
-    return materialize(shape, p["seed"], ctx.dtype, ctx.device, pattern or p["pattern"], magnitude=magnitude, layout=p["layout"])
+    return materialize(shape, p["seed"], ctx.dtype, ctx.device, p["pattern"], magnitude=magnitude, layout=p["layout"])
 
 
 def _affine(ctx: Context, p: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    mk = lambda salt, offset: (materialize(p["norm"], p["seed"], torch.float64, "cpu", salt=salt) * 0.5 + offset).to(ctx.dtype).to(ctx.device)  # noqa: E731
+    def mk(salt: int, offset: float) -> torch.Tensor:
+        values = materialize(p["norm"], p["seed"], torch.float64, "cpu", salt=salt) * 0.5 + offset
+        return values.to(ctx.dtype).to(ctx.device)
+
     return (mk(1, 1.0) if p["weight"] else None), (mk(2, 0.0) if p["bias"] else None)
 
 
@@ -111,17 +98,22 @@ def _eps_kwargs(eps: float | None) -> dict:
     return {} if eps is None else {"eps": eps}
 
 
-def _check_rms_reference(ctx: Context, p: dict, magnitude: float = 1.0) -> None:
+def _property_allowance(ctx: Context, expected64: torch.Tensor) -> torch.Tensor:
+    """PROPERTY_ULPS eps of a normalized output's natural scale: 1, or its magnitude where larger."""
+    return PROPERTY_ULPS * machine_eps(ctx.dtype) * expected64.abs().clamp_min(1.0)
+
+
+def _check_rms_against_reference(ctx: Context, p: dict, magnitude: float = 1.0) -> None:
     x = _x(ctx, p, magnitude)
     w, _ = _affine(ctx, p)
-    kwargs = _eps_kwargs(p["eps"])
-    ref64, lowp = reference_pair(_rms_reference(ctx), x, p["norm"], w, **kwargs)
-    assert_matches(ctx, ctx.target(x, p["norm"], w, **kwargs), ref64, lowp)
+    differential(ctx, _rms_reference(ctx), x, p["norm"], w, **_eps_kwargs(p["eps"]))
 
 
-def _check_rms_large(ctx: Context, p: dict) -> None:
-    # |x| ~ 300: in float16 every square exceeds the largest value 65504 unless computed in float32.
-    _check_rms_reference(ctx, {**p, "pattern": "normal"}, magnitude=300.0)
+@invariant("rms_norm.reference.matches", kind="differential", examples=norm_examples(),
+           statement="Output equals the float64 reference, with and without weight, for explicit and default eps.",
+           source=f"{ZHANG}; {TORCH_RMS}")
+def check_rms_reference(ctx: Context, p: dict) -> None:
+    _check_rms_against_reference(ctx, p)
 
 
 @st.composite
@@ -132,15 +124,20 @@ def _unit_rms_examples(draw) -> dict:
     return p
 
 
-def _check_unit_rms(ctx: Context, p: dict) -> None:
+@invariant("rms_norm.scale.unit_rms", examples=_unit_rms_examples(),
+           statement="With unit weight the output's mean square is exactly ms / (ms + eps), ms the input's mean "
+           "square: RMS 1 up to eps.",
+           source=ZHANG)
+def check_unit_rms(ctx: Context, p: dict) -> None:
     # inputs scaled so mean(x^2) ~ ratio * eps: the output's mean square is exactly ms / (ms + eps).
     x = _x(ctx, p, magnitude=math.sqrt(p["ratio"] * p["eps"]))
     w = torch.ones(p["norm"], dtype=ctx.dtype, device=ctx.device) if p["weight"] else None
-    out = expect_tensor(ctx.target(x, p["norm"], w, eps=p["eps"]), tuple(x.shape), ctx.dtype, ctx.device)
+    out = call(ctx, x.shape, x, p["norm"], w, eps=p["eps"])
     dims = tuple(range(-len(p["norm"]), 0))
     ms = to64(x).pow(2).mean(dims)
-    _fail_if_far(ctx, to64(out).pow(2).mean(dims), ms / (ms + p["eps"]), PROPERTY_ULPS * _eps(ctx.dtype),
-                 f"mean square of RMSNorm(x) with unit weight, eps={p['eps']:g}")
+    expected = ms / (ms + p["eps"])
+    assert_each_within(ctx, to64(out).pow(2).mean(dims), expected, _property_allowance(ctx, expected),
+                       f"mean square of RMSNorm(x) with unit weight, eps={p['eps']:g}")
 
 
 @st.composite
@@ -154,21 +151,26 @@ def _constant_magnitude_examples(draw) -> dict:
     }
 
 
-def _check_eps_inside_sqrt(ctx: Context, p: dict) -> None:
+@invariant("rms_norm.eps.inside_sqrt", examples=_constant_magnitude_examples(),
+           statement="eps is added inside the square root: a vector with every |x_i| = a maps to sign(x_i) a / "
+           "sqrt(a^2 + eps), not a / (a + eps).",
+           source=f"{ZHANG}; {TORCH_RMS}; transformers LlamaRMSNorm (rsqrt(variance + eps))")
+def check_eps_inside_sqrt(ctx: Context, p: dict) -> None:
     # every |x_i| = a with a^2 = ratio * eps: RMSNorm gives sign(x) a / sqrt(a^2 + eps); eps outside the root
     # (a / (a + eps)) or ignored (sign(x)) differ from it by far more than rounding.
     shape = p["batch"] + p["norm"]
-    signs = torch.where(torch.rand(shape, generator=torch.Generator().manual_seed(p["seed"])) < 0.5, -1.0, 1.0).double()
+    coin = torch.rand(shape, generator=torch.Generator().manual_seed(p["seed"]))
+    signs = torch.where(coin < 0.5, -1.0, 1.0).double()
     x = (signs * math.sqrt(p["ratio"] * p["eps"])).to(ctx.dtype).to(ctx.device)
     a = to64(x).abs()
-    out = expect_tensor(ctx.target(x, p["norm"], None, eps=p["eps"]), shape, ctx.dtype, ctx.device)
-    got = to64(out)
+    got = to64(call(ctx, shape, x, p["norm"], None, eps=p["eps"]))
     expected = signs * a / (a.pow(2) + p["eps"]).sqrt()
     outside = signs * a / (a + p["eps"])
-    hint = ""
-    if ((got - outside).abs().max() < (got - expected).abs().max()):
-        hint = ": the target adds eps outside the square root, x / (RMS(x) + eps), instead of x / sqrt(mean(x^2) + eps)"
-    _fail_if_far(ctx, out, expected, PROPERTY_ULPS * _eps(ctx.dtype), f"RMSNorm of a vector with every |x_i| = {float(a.max()):.3g}, eps={p['eps']:g}", hint)
+    what = f"RMSNorm of a vector with every |x_i| = {float(a.max()):.3g}, eps={p['eps']:g}"
+    if (got - outside).abs().max() < (got - expected).abs().max():
+        what += (" (the target adds eps outside the square root, x / (RMS(x) + eps), instead of "
+                 "x / sqrt(mean(x^2) + eps))")
+    assert_each_within(ctx, got, expected, _property_allowance(ctx, expected), what)
 
 
 @st.composite
@@ -178,11 +180,14 @@ def _scale_examples(draw) -> dict:
     return p
 
 
-def _check_scale_invariance(ctx: Context, p: dict) -> None:
+@invariant("rms_norm.scale.invariance", examples=_scale_examples(),
+           statement="With eps = 0, RMSNorm(c x) = RMSNorm(x) for every c > 0.",
+           source=f"{ZHANG}, sec. 3 (re-scaling invariance)")
+def check_scale_invariance(ctx: Context, p: dict) -> None:
     x = _x(ctx, p)
     w, _ = _affine(ctx, p)
-    a = expect_tensor(ctx.target(x, p["norm"], w, eps=0.0), tuple(x.shape), ctx.dtype, ctx.device)
-    b = expect_tensor(ctx.target(x * p["scale"], p["norm"], w, eps=0.0), tuple(x.shape), ctx.dtype, ctx.device)
+    a = call(ctx, x.shape, x, p["norm"], w, eps=0.0)
+    b = call(ctx, x.shape, x * p["scale"], p["norm"], w, eps=0.0)
     assert_agree(ctx, a, b, f"RMSNorm(x) vs RMSNorm({p['scale']:g} x) with eps=0")
 
 
@@ -196,7 +201,11 @@ def zero_mean(p: dict, dtype: torch.dtype) -> torch.Tensor:
     return rows[..., order].reshape(p["batch"] + p["norm"])
 
 
-def _check_equals_layer_norm_on_zero_mean(ctx: Context, p: dict) -> None:
+@invariant("rms_norm.equals_layer_norm_on_zero_mean", kind="differential", examples=norm_examples(),
+           statement="On inputs with zero mean over the normalized dims, RMSNorm equals LayerNorm without bias (same "
+           "weight and eps).",
+           source=f"{ZHANG}, sec. 3; {BA}")
+def check_equals_layer_norm_on_zero_mean(ctx: Context, p: dict) -> None:
     x = zero_mean(p, ctx.dtype).to(ctx.device)
     w, _ = _affine(ctx, p)
     eps = 1e-5 if p["eps"] is None else p["eps"]
@@ -205,7 +214,8 @@ def _check_equals_layer_norm_on_zero_mean(ctx: Context, p: dict) -> None:
         return ref.layer_norm(x, shape, w, None, eps)
 
     ref64, lowp = reference_pair(layer_norm_without_bias, x, p["norm"], w)
-    assert_matches(ctx, ctx.target(x, p["norm"], w, eps=eps), ref64, lowp, what="RMSNorm of a zero-mean input (vs LayerNorm without bias)")
+    assert_matches(ctx, ctx.target(x, p["norm"], w, eps=eps), ref64, lowp,
+                   what="RMSNorm of a zero-mean input (vs LayerNorm without bias)")
 
 
 def _diagnose_eps(ctx: Context, x: torch.Tensor, out: torch.Tensor, shape: list[int]) -> str:
@@ -215,63 +225,49 @@ def _diagnose_eps(ctx: Context, x: torch.Tensor, out: torch.Tensor, shape: list[
     for key, (fn, who) in KNOWN_EPS.items():
         errors[key] = (float((got - ref.rms_norm(x64, shape, None, fn(ctx.dtype))).abs().max()), fn(ctx.dtype), who)
     key, (err, value, who) = min(errors.items(), key=lambda kv: kv[1][0])
-    if err <= PROPERTY_ULPS * _eps(ctx.dtype):
+    if err <= PROPERTY_ULPS * machine_eps(ctx.dtype):
         return f"; it matches eps={value:.3g}, the {who} (--option eps_default={key})"
     return "; it matches none of the known defaults (" + ", ".join(f"{k}: {v[1]:.3g}" for k, v in errors.items()) + ")"
 
 
-def _check_eps_default(ctx: Context, p: dict) -> None:
+@invariant("rms_norm.eps.default", examples=norm_examples(eps=(None,)),
+           statement="eps omitted means the option's default (torch: finfo of the computation type); a mismatch is "
+           "reported with the convention it matches.",
+           source=f"{TORCH_RMS}; transformers LlamaRMSNorm(eps=1e-6); Meta llama ModelArgs.norm_eps")
+def check_eps_default(ctx: Context, p: dict) -> None:
     # mean(x^2) ~ the expected eps, so a different default visibly changes the output.
     expected = default_eps(ctx)
     x = _x(ctx, {**p, "pattern": "normal"}, magnitude=math.sqrt(expected))
-    shape = tuple(x.shape)
-    default = expect_tensor(ctx.target(x, p["norm"]), shape, ctx.dtype, ctx.device)
-    explicit = expect_tensor(ctx.target(x, p["norm"], None, eps=expected), shape, ctx.dtype, ctx.device)
+    default = call(ctx, x.shape, x, p["norm"])
+    explicit = call(ctx, x.shape, x, p["norm"], None, eps=expected)
     try:
         assert_agree(ctx, default, explicit, f"rms_norm(x) with eps omitted vs eps={expected:.3g}")
-    except Violation as violation:
+    except Violation as violation:  # say which convention the target follows instead
         option = ctx.options.get("eps_default", "torch")
         ctx.fail(f"{violation.message}: eps=None is not eps_default={option} ({KNOWN_EPS[option][1]})"
                  + _diagnose_eps(ctx, x, default, p["norm"]), **violation.details)
 
 
-RMS_NORM = Component(
-    name="rms_norm",
-    family="norms",
-    signature="rms_norm(input: Float[*batch, *norm], normalized_shape: list[int], weight: Float[*norm] | None = None, "
-    "eps: float | None = None) -> Float[*batch, *norm]  (torch.nn.functional.rms_norm)",
-    summary="x / sqrt(mean(x^2) + eps) * weight over the trailing normalized dims; eps None is a convention (option eps_default).",
-    reference=ref.rms_norm,
-    options=(EPS_DEFAULT,),
-    invariants=(
-        Invariant("rms_norm.reference.matches",
-                  "Output equals the float64 reference, with and without weight, for explicit and default eps.",
-                  f"{ZHANG}; {TORCH_RMS}", "differential", norm_examples(), _check_rms_reference),
-        Invariant("rms_norm.scale.unit_rms",
-                  "With unit weight the output's mean square is exactly ms / (ms + eps), ms the input's mean square: RMS 1 up to eps.",
-                  ZHANG, "property", _unit_rms_examples(), _check_unit_rms),
-        Invariant("rms_norm.eps.inside_sqrt",
-                  "eps is added inside the square root: a vector with every |x_i| = a maps to sign(x_i) a / sqrt(a^2 + eps), not a / "
-                  "(a + eps).",
-                  f"{ZHANG}; {TORCH_RMS}; transformers LlamaRMSNorm (rsqrt(variance + eps))", "property", _constant_magnitude_examples(), _check_eps_inside_sqrt),
-        Invariant("rms_norm.scale.invariance", "With eps = 0, RMSNorm(c x) = RMSNorm(x) for every c > 0.",
-                  f"{ZHANG}, sec. 3 (re-scaling invariance)", "property", _scale_examples(), _check_scale_invariance),
-        Invariant("rms_norm.equals_layer_norm_on_zero_mean",
-                  "On inputs with zero mean over the normalized dims, RMSNorm equals LayerNorm without bias (same weight and eps).",
-                  f"{ZHANG}, sec. 3; {BA}", "differential", norm_examples(), _check_equals_layer_norm_on_zero_mean),
-        Invariant("rms_norm.eps.default",
-                  "eps omitted means the option's default (torch: finfo of the computation type); a mismatch is reported with the "
-                  "convention it matches.",
-                  f"{TORCH_RMS}; transformers LlamaRMSNorm(eps=1e-6); Meta llama ModelArgs.norm_eps", "property", norm_examples(eps=(None,)), _check_eps_default),
-        Invariant("rms_norm.precision.large_inputs", "Inputs of magnitude ~300 are normalized correctly in every dtype; in float16 their squares "
-                  "overflow (> 65504), so the mean square must be computed in float32.",
-                  f"{TORCH_RMS} (computation type float32 for half inputs); transformers LlamaRMSNorm (hidden_states.to(torch.float32))",
-                  "differential", norm_examples(eps=(1e-6, 1e-5)), _check_rms_large),
-    ),
-)
+@invariant("rms_norm.precision.large_inputs", kind="differential", examples=norm_examples(eps=(1e-6, 1e-5)),
+           statement="Inputs of magnitude ~300 are normalized correctly in every dtype; in float16 their squares "
+           "overflow (> 65504), so the mean square must be computed in float32.",
+           source=f"{TORCH_RMS} (computation type float32 for half inputs); transformers LlamaRMSNorm "
+           "(hidden_states.to(torch.float32))")
+def check_rms_large(ctx: Context, p: dict) -> None:
+    # |x| ~ 300: in float16 every square exceeds the largest value 65504 unless computed in float32.
+    _check_rms_against_reference(ctx, {**p, "pattern": "normal"}, magnitude=300.0)
 
 
 # --- LayerNorm ------------------------------------------------------------------------------------------
+
+LAYER_NORM = Component(
+    name="layer_norm",
+    signature="layer_norm(input: Float[*batch, *norm], normalized_shape: list[int], weight: Float[*norm] | None = "
+    "None, bias: Float[*norm] | None = None, eps: float = 1e-5) -> Float[*batch, *norm]  "
+    "(torch.nn.functional.layer_norm)",
+    summary="(x - mean) / sqrt(biased variance + eps) * weight + bias over the trailing normalized dims.",
+    reference=ref.layer_norm,
+)
 
 
 def _ln_args(ctx: Context, p: dict, x: torch.Tensor) -> tuple[tuple, dict]:
@@ -279,39 +275,35 @@ def _ln_args(ctx: Context, p: dict, x: torch.Tensor) -> tuple[tuple, dict]:
     return (x, p["norm"], w, b), _eps_kwargs(p["eps"])
 
 
-def _check_ln_reference(ctx: Context, p: dict) -> None:
+@invariant("layer_norm.reference.matches", kind="differential", examples=norm_examples(bias=True, varied=True),
+           statement="Output equals the float64 reference, with and without weight and bias, default eps included.",
+           source=f"{BA}; {TORCH_LN}")
+def check_ln_reference(ctx: Context, p: dict) -> None:
     args, kwargs = _ln_args(ctx, p, _x(ctx, p))
-    ref64, lowp = reference_pair(ref.layer_norm, *args, **kwargs)
-    assert_matches(ctx, ctx.target(*args, **kwargs), ref64, lowp)
+    differential(ctx, ref.layer_norm, *args, **kwargs)
 
 
-def layer_norm_condition(x64: torch.Tensor, dims: tuple[int, ...], eps: float) -> torch.Tensor:
-    """max|x| / sqrt(var + eps) per row (at least 1): computing the mean rounds at the scale of |x|, so a normalized
-    output carries a few eps times this much error (two close values normalize to +-1 from their tiny difference)."""
-    var = (x64 - x64.mean(dims, keepdim=True)).pow(2).mean(dims)
-    return (x64.abs().amax(dims) / (var + eps).sqrt()).clamp_min(1.0)
-
-
-def _check_ln_statistics(ctx: Context, p: dict) -> None:
+@invariant("layer_norm.statistics.zero_mean_unit_variance", examples=norm_examples(),
+           statement="With unit weight and zero bias the output has mean 0 and biased variance var / (var + eps) (1 "
+           "up to eps).",
+           source=f"{BA}; {TORCH_LN} (biased variance)")
+def check_ln_statistics(ctx: Context, p: dict) -> None:
     x = _x(ctx, {**p, "pattern": "normal"})
     eps = 1e-5 if p["eps"] is None else p["eps"]
     ones = torch.ones(p["norm"], dtype=ctx.dtype, device=ctx.device) if p["weight"] else None
     zeros = torch.zeros(p["norm"], dtype=ctx.dtype, device=ctx.device) if p["weight"] else None
-    out = to64(expect_tensor(ctx.target(x, p["norm"], ones, zeros, eps=eps), tuple(x.shape), ctx.dtype, ctx.device))
+    out = to64(call(ctx, x.shape, x, p["norm"], ones, zeros, eps=eps))
     dims = tuple(range(-len(p["norm"]), 0))
     x64 = to64(x)
     var = (x64 - x64.mean(dims, keepdim=True)).pow(2).mean(dims)
     n = math.prod(p["norm"])
-    tol = PROPERTY_ULPS * _eps(ctx.dtype) * layer_norm_condition(x64, dims, eps)
+    tol = PROPERTY_ULPS * machine_eps(ctx.dtype) * layer_norm_condition(x64, dims, eps)
     mean = out.mean(dims)
-    if (mean.abs() > tol * math.sqrt(n)).any():
-        ctx.fail(f"LayerNorm output has mean {float(mean.abs().max()):.3g} over the normalized dims, expected 0", max_abs=float(mean.abs().max()))
+    assert_each_within(ctx, mean, 0.0, tol * math.sqrt(n), "mean of LayerNorm(x) over the normalized dims, per row")
     got = (out - mean[(...,) + (None,) * len(dims)]).pow(2).mean(dims)
-    expected = var / (var + eps)
-    if ((got - expected).abs() > 2 * tol).any():
-        i = [int(j) for j in torch.unravel_index(((got - expected).abs() - 2 * tol).argmax(), got.shape)] if got.dim() else []
-        ctx.fail(f"biased variance of LayerNorm(x) with unit weight and zero bias, eps={eps:g}: {float(got[tuple(i)]):.6g} at row {i}, "
-                 f"expected var / (var + eps) = {float(expected[tuple(i)]):.6g}", index=i, max_abs=float((got - expected).abs().max()))
+    assert_each_within(ctx, got, var / (var + eps), 2 * tol,
+                       f"biased variance of LayerNorm(x) with unit weight and zero bias, eps={eps:g}, per row "
+                       "(expected var / (var + eps))")
 
 
 @st.composite
@@ -322,36 +314,39 @@ def _shift_examples(draw) -> dict:
     return p
 
 
-def _check_ln_shift(ctx: Context, p: dict) -> None:
+@invariant("layer_norm.shift_invariance", examples=_shift_examples(),
+           statement="LayerNorm(x + c) = LayerNorm(x) for any constant c.",
+           source=f"{BA} (outputs compared at the row's conditioning max|x + c| / std)")
+def check_ln_shift(ctx: Context, p: dict) -> None:
     # grid values plus an integer: x + c is exact in every dtype. Computing the mean of x + c rounds at the scale
     # |x + c|, so the two outputs may differ by a few eps of max|x + c| / sqrt(var + eps) per row.
     x = _x(ctx, p)
     args, kwargs = _ln_args(ctx, p, x)
-    shifted = (x + p["shift"], *args[1:])
-    a = to64(expect_tensor(ctx.target(*args, **kwargs), tuple(x.shape), ctx.dtype, ctx.device))
-    b = to64(expect_tensor(ctx.target(*shifted, **kwargs), tuple(x.shape), ctx.dtype, ctx.device))
+    a = to64(call(ctx, x.shape, *args, **kwargs))
+    b = to64(call(ctx, x.shape, x + p["shift"], *args[1:], **kwargs))
     dims = tuple(range(-len(p["norm"]), 0))
     x64 = to64(x)
-    spread = ((x64 - x64.mean(dims, keepdim=True)).pow(2).mean(dims, keepdim=True) + (1e-5 if p["eps"] is None else p["eps"])).sqrt()
+    eps = 1e-5 if p["eps"] is None else p["eps"]
+    spread = ((x64 - x64.mean(dims, keepdim=True)).pow(2).mean(dims, keepdim=True) + eps).sqrt()
     magnitude = torch.maximum(x64.abs(), (x64 + p["shift"]).abs()).amax(dims, keepdim=True)
     condition = (magnitude / spread).clamp_min(1.0)
     w = to64(args[2]).abs() if args[2] is not None else torch.ones(())
-    allowed = PROPERTY_ULPS * _eps(ctx.dtype) * (condition * w.clamp_min(1.0) + a.abs())
-    err = (a - b).abs()
-    if (err > allowed).any():
-        idx = [int(i) for i in torch.unravel_index((err - allowed).argmax(), err.shape)]
-        ctx.fail(f"LayerNorm(x) vs LayerNorm(x + {p['shift']}): {float(a[tuple(idx)]):.6g} vs {float(b[tuple(idx)]):.6g} at index {idx} "
-                 f"(allowed {float(allowed[tuple(idx)]):.3g}: {PROPERTY_ULPS:g} eps at the row's conditioning max|x + c| / std)",
-                 index=idx, max_abs=float(err.max()))
+    allowed = PROPERTY_ULPS * machine_eps(ctx.dtype) * (condition * w.clamp_min(1.0) + a.abs())
+    assert_each_within(ctx, b, a, allowed, f"LayerNorm(x + {p['shift']}) vs LayerNorm(x) ({PROPERTY_ULPS:g} eps at "
+                       "the row's conditioning max|x + c| / std)")
 
 
-def _check_ln_affine_after(ctx: Context, p: dict) -> None:
+@invariant("layer_norm.affine.after_normalization", examples=norm_examples(varied=True),
+           statement="LayerNorm(x; w, b) = w * LayerNorm(x) + b: the affine parameters are applied after normalizing.",
+           source=f"{BA}, eq. 4 (gain and bias after normalization); {TORCH_LN}")
+def check_ln_affine_after(ctx: Context, p: dict) -> None:
     x = _x(ctx, p)
     w, b = _affine(ctx, {**p, "weight": True, "bias": True})
     kwargs = _eps_kwargs(p["eps"])
-    plain = to64(expect_tensor(ctx.target(x, p["norm"], None, None, **kwargs), tuple(x.shape), ctx.dtype, ctx.device))
-    affine = expect_tensor(ctx.target(x, p["norm"], w, b, **kwargs), tuple(x.shape), ctx.dtype, ctx.device)
-    assert_agree(ctx, affine, plain * to64(w) + to64(b), "LayerNorm(x; w, b) vs w * LayerNorm(x) + b", ulps=2 * PROPERTY_ULPS)
+    plain = to64(call(ctx, x.shape, x, p["norm"], None, None, **kwargs))
+    affine = call(ctx, x.shape, x, p["norm"], w, b, **kwargs)
+    assert_agree(ctx, affine, plain * to64(w) + to64(b), "LayerNorm(x; w, b) vs w * LayerNorm(x) + b",
+                 ulps=2 * PROPERTY_ULPS)
 
 
 @st.composite
@@ -370,47 +365,27 @@ def _sequence_examples(draw) -> dict:
 
 
 def _sequence(ctx: Context, p: dict, salt: int = 0) -> torch.Tensor:
-    return materialize((p["N"], p["L"], p["D"]), p["seed"], ctx.dtype, ctx.device, p["pattern"], salt=salt, layout=p["layout"])
+    shape = (p["N"], p["L"], p["D"])
+    return materialize(shape, p["seed"], ctx.dtype, ctx.device, p["pattern"], salt=salt, layout=p["layout"])
 
 
-def _check_ln_per_sample(ctx: Context, p: dict) -> None:
-    # sample 0's real tokens alone, or batched with other samples and padding: the same outputs.
+@invariant("layer_norm.per_sample_independence", examples=_sequence_examples(),
+           statement="Each token is normalized on its own features: its output does not depend on other samples, "
+           "other tokens or padding (why LayerNorm, unlike BatchNorm, suits variable-length sequences).",
+           source=f"{BA}, sec. 3 and 6 (no dependence between training cases)")
+def check_ln_per_sample(ctx: Context, p: dict) -> None:
+    # sample 0's real tokens alone, or batched with other samples and padding: the same outputs, to PROPERTY_ULPS
+    # eps of the normalized scale 1 (or of their magnitude where larger).
     x = _sequence(ctx, p)
     other = _sequence(ctx, p, salt=9) * 3 + 1
     other[0, : p["length"]] = x[0, : p["length"]]
     alone = x[:1, : p["length"]]
     shape = [p["D"]]
-    a = expect_tensor(ctx.target(x, shape), tuple(x.shape), ctx.dtype, ctx.device)
-    b = expect_tensor(ctx.target(other, shape), tuple(x.shape), ctx.dtype, ctx.device)
-    c = expect_tensor(ctx.target(alone, shape), tuple(alone.shape), ctx.dtype, ctx.device)
-    assert_close_normalized(ctx, a[0, : p["length"]], b[0, : p["length"]], "sample 0's real tokens after changing the other samples and the padding")
-    assert_close_normalized(ctx, a[:1, : p["length"]], c, "sample 0's real tokens normalized alone vs in the padded batch")
-
-
-LAYER_NORM = Component(
-    name="layer_norm",
-    family="norms",
-    signature="layer_norm(input: Float[*batch, *norm], normalized_shape: list[int], weight: Float[*norm] | None = None, "
-    "bias: Float[*norm] | None = None, eps: float = 1e-5) -> Float[*batch, *norm]  (torch.nn.functional.layer_norm)",
-    summary="(x - mean) / sqrt(biased variance + eps) * weight + bias over the trailing normalized dims.",
-    reference=ref.layer_norm,
-    invariants=(
-        Invariant("layer_norm.reference.matches",
-                  "Output equals the float64 reference, with and without weight and bias, default eps included.",
-                  f"{BA}; {TORCH_LN}", "differential", norm_examples(bias=True, varied=True), _check_ln_reference),
-        Invariant("layer_norm.statistics.zero_mean_unit_variance",
-                  "With unit weight and zero bias the output has mean 0 and biased variance var / (var + eps) (1 up to eps).",
-                  f"{BA}; {TORCH_LN} (biased variance)", "property", norm_examples(), _check_ln_statistics),
-        Invariant("layer_norm.shift_invariance", "LayerNorm(x + c) = LayerNorm(x) for any constant c.",
-                  f"{BA} (outputs compared at the row's conditioning max|x + c| / std)", "property", _shift_examples(), _check_ln_shift),
-        Invariant("layer_norm.affine.after_normalization",
-                  "LayerNorm(x; w, b) = w * LayerNorm(x) + b: the affine parameters are applied after normalizing.",
-                  f"{BA}, eq. 4 (gain and bias after normalization); {TORCH_LN}", "property", norm_examples(varied=True), _check_ln_affine_after),
-        Invariant("layer_norm.per_sample_independence",
-                  "Each token is normalized on its own features: its output does not depend on other samples, other tokens or padding "
-                  "(why LayerNorm, unlike BatchNorm, suits variable-length sequences).",
-                  f"{BA}, sec. 3 and 6 (no dependence between training cases)", "property", _sequence_examples(), _check_ln_per_sample),
-    ),
-)
-
-COMPONENTS = (RMS_NORM, LAYER_NORM)
+    a = call(ctx, x.shape, x, shape)
+    b = to64(call(ctx, x.shape, other, shape))
+    c = to64(call(ctx, alone.shape, alone, shape))
+    real = b[0, : p["length"]]
+    assert_each_within(ctx, a[0, : p["length"]], real, _property_allowance(ctx, real),
+                       "sample 0's real tokens after changing the other samples and the padding")
+    assert_each_within(ctx, a[:1, : p["length"]], c, _property_allowance(ctx, c),
+                       "sample 0's real tokens normalized alone vs in the padded batch")

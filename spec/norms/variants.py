@@ -9,26 +9,27 @@ from hypothesis import strategies as st
 
 from ...reference import norms as ref
 from ...reference.positions import rope as rope_reference
-from ..checks import PROPERTY_ULPS, assert_agree, assert_matches, reference_pair, to64
-from ..core import Component, Context, Invariant, Option, Violation
+from ..checks import (PROPERTY_ULPS, assert_agree, assert_equal, assert_matches, call, differential, reference_pair,
+                      show, to64)
+from ..core import Component, Context, Option, invariant
 from ..guard import expect_tensor
-from .rms_layer import BA, layer_norm_condition
 from ..strategies import layouts, materialize, seeds, sizes
-
-
-IOFFE = "Ioffe & Szegedy 2015, Batch Normalization, Algorithm 1 and sec. 3.1"
-TORCH_BN = "torch.nn.functional.batch_norm (torch 2.13 docs)"
-XIONG = "Xiong et al. 2020, On Layer Normalization in the Transformer Architecture, Figure 1"
-QWEN3 = "Qwen3 (transformers models/qwen3/modeling_qwen3.py: q_norm, k_norm over head_dim before RoPE)"
-OLMO2 = "OLMo 2 (OLMo et al. 2024, sec. 3.1; transformers models/olmo2: q_norm over num_heads * head_dim)"
-DEHGHANI = "Dehghani et al. 2023, Scaling Vision Transformers to 22B Parameters, sec. 3.1 (QK normalization bounds attention logits)"
-
-
-def _eps(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype).eps
-
+from ..tolerance import eps as machine_eps
+from ..checks import assert_each_within
+from .closeness import layer_norm_condition
+from .sources import BA, DEHGHANI, IOFFE, OLMO2, QWEN3, TORCH_BN, XIONG
 
 # --- BatchNorm ------------------------------------------------------------------------------------------
+
+BATCH_NORM = Component(
+    name="batch_norm",
+    signature="batch_norm(input: Float[N, C, *L], running_mean: Float[C] | None, running_var: Float[C] | None, "
+    "weight: Float[C] | None = None, bias: Float[C] | None = None, training: bool = False, momentum: float = 0.1, "
+    "eps: float = 1e-5) -> Float[N, C, *L]  (torch.nn.functional.batch_norm)",
+    summary="Per-channel normalization with the batch's statistics (training) or the running ones (eval). Checks pass "
+    "running statistics only in eval mode: torch updates them in place in training mode, which the harness forbids.",
+    reference=ref.batch_norm,
+)
 
 
 @st.composite
@@ -55,8 +56,12 @@ def _bn_input(ctx: Context, p: dict, salt: int = 0) -> torch.Tensor:
 
 
 def _bn_params(ctx: Context, p: dict) -> dict:
-    mk = lambda salt: materialize((p["C"],), p["seed"], torch.float64, "cpu", salt=salt)  # noqa: E731
-    cast = lambda t: t.to(ctx.dtype).to(ctx.device)  # noqa: E731
+    def mk(salt: int) -> torch.Tensor:
+        return materialize((p["C"],), p["seed"], torch.float64, "cpu", salt=salt)
+
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        return t.to(ctx.dtype).to(ctx.device)
+
     params = {"running_mean": cast(mk(3)), "running_var": cast(mk(4).abs() + 0.5)}
     params["weight"], params["bias"] = (cast(mk(5) * 0.5 + 1), cast(mk(6))) if p["affine"] else (None, None)
     return params
@@ -81,14 +86,19 @@ def bn_witness(x, running_mean, running_var, weight, bias, training, momentum, e
     return ref.batch_norm(x, mean.to(x.dtype), var.to(x.dtype), weight, bias, False, momentum, eps)
 
 
-def _check_bn_reference(ctx: Context, p: dict) -> None:
+@invariant("batch_norm.reference.matches", kind="differential", examples=_bn_examples(),
+           statement="Output equals the float64 reference in training and eval mode.",
+           source=f"{IOFFE}; {TORCH_BN}")
+def check_bn_reference(ctx: Context, p: dict) -> None:
     x = _bn_input(ctx, p)
-    args = _bn_call(ctx, x, p, p["training"], _bn_params(ctx, p))
-    ref64, lowp = reference_pair(bn_witness, *args)
-    assert_matches(ctx, ctx.target(*args), ref64, lowp)
+    differential(ctx, bn_witness, *_bn_call(ctx, x, p, p["training"], _bn_params(ctx, p)))
 
 
-def _check_bn_batch_statistics(ctx: Context, p: dict) -> None:
+@invariant("batch_norm.training.batch_statistics", kind="differential", examples=_bn_examples(training=True),
+           statement="Training mode normalizes each channel with the batch's mean and biased variance over N and "
+           "positions: it equals eval mode with those as running statistics.",
+           source=f"{IOFFE}, Algorithm 1")
+def check_bn_batch_statistics(ctx: Context, p: dict) -> None:
     # training mode = eval mode whose running statistics are the batch's mean and biased variance.
     x = _bn_input(ctx, p)
     params = _bn_params(ctx, p)
@@ -96,71 +106,61 @@ def _check_bn_batch_statistics(ctx: Context, p: dict) -> None:
     dims = [0] + list(range(2, x.dim()))
     mean = x64.mean(dims)
     var = (x64 - mean.reshape([1, -1] + [1] * (x.dim() - 2))).pow(2).mean(dims)
-    train = expect_tensor(ctx.target(*_bn_call(ctx, x, p, True, params)), tuple(x.shape), ctx.dtype, ctx.device)
+    train = call(ctx, x.shape, *_bn_call(ctx, x, p, True, params))
 
     def eval_with_batch_statistics(x, rm, rv, w, b, training, momentum, eps):
         return ref.batch_norm(x, mean.to(x.dtype), var.to(x.dtype), w, b, False, momentum, eps)
 
     ref64, lowp = reference_pair(eval_with_batch_statistics, *_bn_call(ctx, x, p, False, params))
-    assert_matches(ctx, train, ref64, lowp, what="training-mode output (vs normalizing with the batch's mean and biased variance)")
+    assert_matches(ctx, train, ref64, lowp,
+                   what="training-mode output (vs normalizing with the batch's mean and biased variance)")
 
 
-def _check_bn_eval_per_sample(ctx: Context, p: dict) -> None:
+@invariant("batch_norm.eval.running_statistics", kind="differential", examples=_bn_examples(training=False),
+           statement="Eval mode normalizes with running_mean and running_var only: each sample's output is "
+           "independent of the rest of the batch.",
+           source=f"{IOFFE}, sec. 3.1")
+def check_bn_eval_per_sample(ctx: Context, p: dict) -> None:
     # eval mode uses the running statistics only: a sample's output does not depend on the rest of the batch.
     x = _bn_input(ctx, p)
     params = _bn_params(ctx, p)
-    full = expect_tensor(ctx.target(*_bn_call(ctx, x, p, False, params)), tuple(x.shape), ctx.dtype, ctx.device)
+    full = call(ctx, x.shape, *_bn_call(ctx, x, p, False, params))
     other = x.clone()
     other[1:] = _bn_input(ctx, p, salt=7)[1:] * 3 + 2
-    changed = expect_tensor(ctx.target(*_bn_call(ctx, other, p, False, params)), tuple(x.shape), ctx.dtype, ctx.device)
+    changed = call(ctx, x.shape, *_bn_call(ctx, other, p, False, params))
     assert_agree(ctx, full[:1], changed[:1], "eval-mode output of sample 0 after changing the other samples")
     ref64, lowp = reference_pair(ref.batch_norm, *_bn_call(ctx, x, p, False, params))
     assert_matches(ctx, full, ref64, lowp, what="eval-mode output (vs normalizing with running_mean and running_var)")
 
 
-def _check_bn_padding(ctx: Context, p: dict) -> None:
+@invariant("batch_norm.training.padding_changes_outputs", examples=_bn_examples(training=True),
+           statement="In training mode, zero padding appended to the sequences changes the outputs at real positions "
+           "(the padding enters the statistics), unlike LayerNorm.",
+           source=f"{IOFFE}; {BA}, sec. 1 and 6")
+def check_bn_padding(ctx: Context, p: dict) -> None:
     # training statistics include padding positions: appending zero padding changes the real positions' outputs.
     # no affine (a small weight would shrink the move); unweighted, the largest output moves by about 0.4 or more.
     x = _bn_input(ctx, {**p, "L": p["L"] or 3, "pattern": "normal"})
     params = _bn_params(ctx, {**p, "affine": False})
     padded = torch.cat([x, torch.zeros_like(x)], dim=-1)
-    a = to64(expect_tensor(ctx.target(*_bn_call(ctx, x, p, True, params)), tuple(x.shape), ctx.dtype, ctx.device))
-    b = to64(expect_tensor(ctx.target(*_bn_call(ctx, padded, p, True, params)), tuple(padded.shape), ctx.dtype, ctx.device))
+    a = to64(call(ctx, x.shape, *_bn_call(ctx, x, p, True, params)))
+    b = to64(call(ctx, padded.shape, *_bn_call(ctx, padded, p, True, params)))
     moved = float((a - b[..., : x.shape[-1]]).abs().max())
     if moved < 0.1:
-        ctx.fail(f"training-mode outputs of the real positions moved by only {moved:.3g} when zero padding doubled the "
-                 "length: the statistics are not the batch's (BatchNorm normalizes over batch and positions)", max_abs=moved)
-
-
-BATCH_NORM = Component(
-    name="batch_norm",
-    family="norms",
-    signature="batch_norm(input: Float[N, C, *L], running_mean: Float[C] | None, running_var: Float[C] | None, weight: Float[C] | None = None, "
-    "bias: Float[C] | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Float[N, C, *L]  "
-    "(torch.nn.functional.batch_norm)",
-    summary="Per-channel normalization with the batch's statistics (training) or the running ones (eval). Checks pass running "
-    "statistics only in eval mode: torch updates them in place in training mode, which the harness forbids.",
-    reference=ref.batch_norm,
-    invariants=(
-        Invariant("batch_norm.reference.matches", "Output equals the float64 reference in training and eval mode.",
-                  f"{IOFFE}; {TORCH_BN}", "differential", _bn_examples(), _check_bn_reference),
-        Invariant("batch_norm.training.batch_statistics",
-                  "Training mode normalizes each channel with the batch's mean and biased variance over N and positions: it equals "
-                  "eval mode with those as running statistics.",
-                  f"{IOFFE}, Algorithm 1", "differential", _bn_examples(training=True), _check_bn_batch_statistics),
-        Invariant("batch_norm.eval.running_statistics",
-                  "Eval mode normalizes with running_mean and running_var only: each sample's output is independent of the rest of "
-                  "the batch.",
-                  f"{IOFFE}, sec. 3.1", "differential", _bn_examples(training=False), _check_bn_eval_per_sample),
-        Invariant("batch_norm.training.padding_changes_outputs",
-                  "In training mode, zero padding appended to the sequences changes the outputs at real positions (the padding enters "
-                  "the statistics), unlike LayerNorm.",
-                  f"{IOFFE}; {BA}, sec. 1 and 6", "property", _bn_examples(training=True), _check_bn_padding),
-    ),
-)
+        ctx.fail(f"training-mode outputs of the real positions moved by only {moved:.3g} when zero padding doubled "
+                 "the length: the statistics are not the batch's (BatchNorm normalizes over batch and positions)",
+                 max_abs=moved)
 
 
 # --- pre-norm and post-norm residual blocks -------------------------------------------------------------
+
+RESIDUAL_BLOCK = Component(
+    name="residual_block",
+    signature="residual_block(x: Float[*batch, D], sublayer: Callable, norm: Callable, order: 'pre' | 'post' = 'pre') "
+    "-> Float[*batch, D]",
+    summary="pre-norm x + F(Norm(x)) (GPT-2, Llama) or post-norm Norm(x + F(x)) (original Transformer, BERT).",
+    reference=ref.residual_block,
+)
 
 
 @st.composite
@@ -179,7 +179,10 @@ def _callables(ctx: Context, p: dict):
     """A sublayer tanh(h W^T) and an affine norm, with weights rounded to the target's dtype (so the float64 and
     low-precision reference runs use the same weights), each running in its input's dtype."""
     d = p["D"]
-    mk = lambda shape, salt, m=1.0: materialize(shape, p["seed"], ctx.dtype, "cpu", salt=salt, magnitude=m).to(torch.float64)  # noqa: E731
+
+    def mk(shape, salt: int, m: float = 1.0) -> torch.Tensor:
+        return materialize(shape, p["seed"], ctx.dtype, "cpu", salt=salt, magnitude=m).to(torch.float64)
+
     w_sub, gain, shift = mk((d, d), 11, d**-0.5), mk((d,), 12, 0.3) + 1, mk((d,), 13, 0.3)
 
     def sublayer(h):
@@ -196,56 +199,41 @@ def _block_x(ctx: Context, p: dict) -> torch.Tensor:
     return materialize(p["batch"] + [p["D"]], p["seed"], ctx.dtype, ctx.device, layout=p["layout"])
 
 
-def _check_block_reference(ctx: Context, p: dict) -> None:
+@invariant("residual_block.reference.matches", kind="differential", examples=_block_examples(),
+           statement="Both orders equal the float64 reference: pre x + F(Norm(x)), post Norm(x + F(x)).",
+           source=f"Vaswani et al. 2017, sec. 3.1 (post); Radford et al. 2019, GPT-2, sec. 2.3 (pre); {XIONG}")
+def check_block_reference(ctx: Context, p: dict) -> None:
     x = _block_x(ctx, p)
     sublayer, norm = _callables(ctx, p)
     ref64, lowp = reference_pair(ref.residual_block, x, sublayer, norm, p["order"])
     assert_matches(ctx, ctx.target(x, sublayer, norm, p["order"]), ref64, lowp, what=f"{p['order']}-norm block output")
 
 
-def _check_pre_identity(ctx: Context, p: dict) -> None:
+@invariant("residual_block.pre.identity_when_sublayer_zero", examples=_block_examples(order="pre"),
+           statement="A pre-norm block whose sublayer outputs zeros is exactly the identity (the residual stream "
+           "bypasses the norm).",
+           source=XIONG)
+def check_pre_identity(ctx: Context, p: dict) -> None:
     x = _block_x(ctx, p)
     _, norm = _callables(ctx, p)
-    out = expect_tensor(ctx.target(x, torch.zeros_like, norm, "pre"), tuple(x.shape), ctx.dtype, ctx.device)
-    if not torch.equal(out, x):
-        idx = [int(i) for i in (out != x).nonzero()[0]]
-        ctx.fail(f"pre-norm block with a sublayer that outputs zeros changed x at index {idx} "
-                 f"({float(x[tuple(idx)]):.6g} -> {float(out[tuple(idx)]):.6g}): x + F(Norm(x)) must be x", index=idx)
+    out = call(ctx, x.shape, x, torch.zeros_like, norm, "pre")
+    assert_equal(ctx, out, x, "pre-norm block with a sublayer that outputs zeros vs x (x + F(Norm(x)) must be x)")
 
 
-def _check_post_normalized(ctx: Context, p: dict) -> None:
+@invariant("residual_block.post.output_normalized", examples=_block_examples(order="post"),
+           statement="A post-norm block's output is normalized (mean 0 per token with LayerNorm) whatever the "
+           "sublayer: the norm comes last.",
+           source=f"Vaswani et al. 2017, sec. 3.1 (LayerNorm(x + Sublayer(x))); {XIONG}")
+def check_post_normalized(ctx: Context, p: dict) -> None:
     # Norm(x + F(x)) with an un-weighted LayerNorm: mean 0 and variance ~1 whatever x and the sublayer are.
     x = _block_x(ctx, p) * 4
     sublayer, _ = _callables(ctx, p)
     d = p["D"]
-    out = to64(expect_tensor(ctx.target(x, sublayer, lambda h: ref.layer_norm(h, (d,)), "post"), tuple(x.shape), ctx.dtype, ctx.device))
+    out = to64(call(ctx, x.shape, x, sublayer, lambda h: ref.layer_norm(h, (d,)), "post"))
     z = to64(x + sublayer(x))  # what the norm sees
-    tol = PROPERTY_ULPS * _eps(ctx.dtype) * math.sqrt(d) * layer_norm_condition(z, (-1,), 1e-5)
-    worst = float(out.mean(-1).abs().max())
-    if (out.mean(-1).abs() > tol).any():
-        ctx.fail(f"post-norm block output has mean {worst:.3g} per token with an un-weighted LayerNorm as Norm: the norm is "
-                 "not applied last, to x + F(x)", max_abs=worst)
-
-
-RESIDUAL_BLOCK = Component(
-    name="residual_block",
-    family="norms",
-    signature="residual_block(x: Float[*batch, D], sublayer: Callable, norm: Callable, order: 'pre' | 'post' = 'pre') -> Float[*batch, D]",
-    summary="pre-norm x + F(Norm(x)) (GPT-2, Llama) or post-norm Norm(x + F(x)) (original Transformer, BERT).",
-    reference=ref.residual_block,
-    invariants=(
-        Invariant("residual_block.reference.matches", "Both orders equal the float64 reference: pre x + F(Norm(x)), post Norm(x + F(x)).",
-                  f"Vaswani et al. 2017, sec. 3.1 (post); Radford et al. 2019, GPT-2, sec. 2.3 (pre); {XIONG}", "differential",
-                  _block_examples(), _check_block_reference),
-        Invariant("residual_block.pre.identity_when_sublayer_zero",
-                  "A pre-norm block whose sublayer outputs zeros is exactly the identity (the residual stream bypasses the norm).",
-                  XIONG, "property", _block_examples(order="pre"), _check_pre_identity),
-        Invariant("residual_block.post.output_normalized",
-                  "A post-norm block's output is normalized (mean 0 per token with LayerNorm) whatever the sublayer: the norm comes "
-                  "last.",
-                  f"Vaswani et al. 2017, sec. 3.1 (LayerNorm(x + Sublayer(x))); {XIONG}", "property", _block_examples(order="post"), _check_post_normalized),
-    ),
-)
+    tol = PROPERTY_ULPS * machine_eps(ctx.dtype) * math.sqrt(d) * layer_norm_condition(z, (-1,), 1e-5)
+    assert_each_within(ctx, out.mean(-1), 0.0, tol, "post-norm block output's mean per token with an un-weighted "
+                       "LayerNorm as Norm (the norm must be applied last, to x + F(x))")
 
 
 # --- QK-norm --------------------------------------------------------------------------------------------
@@ -254,7 +242,18 @@ QK_SCOPE = Option(
     name="qk_norm_scope",
     default="per_head",
     choices=("per_head", "all_heads"),
-    doc="statistics per head over head_dim with weights [E] (Qwen3), or per token over all heads with weights [H*E] (OLMo 2)",
+    doc="statistics per head over head_dim with weights [E] (Qwen3), or per token over all heads with weights [H*E] "
+    "(OLMo 2)",
+)
+
+QK_NORM = Component(
+    name="qk_norm",
+    signature="qk_norm(query: Float[B, H, L, E], key: Float[B, Hkv, L, E], q_weight: Float[E] (all_heads: [H*E]), "
+    "k_weight: Float[E] (all_heads: [Hkv*E]), positions: Int[L], eps: float = 1e-6) -> (Float[B, H, L, E], "
+    "Float[B, Hkv, L, E])",
+    summary="RMSNorm of queries and keys (with their weights), then rotate-half RoPE (theta 10000) at `positions`.",
+    reference=ref.qk_norm,
+    options=(QK_SCOPE,),
 )
 
 
@@ -279,12 +278,17 @@ def _qk_examples(draw) -> dict:
 
 
 def _qk_inputs(ctx: Context, p: dict) -> tuple:
-    mk = lambda shape, salt, m=1.0: materialize(shape, p["seed"], ctx.dtype, ctx.device, salt=salt, magnitude=m, layout=p["layout"])  # noqa: E731
+    def mk(shape, salt: int, m: float = 1.0) -> torch.Tensor:
+        return materialize(shape, p["seed"], ctx.dtype, ctx.device, salt=salt, magnitude=m, layout=p["layout"])
+
+    def gain(n: int, salt: int) -> torch.Tensor:
+        values = materialize((n,), p["seed"], torch.float64, "cpu", salt=salt) * 0.3 + 1
+        return values.to(ctx.dtype).to(ctx.device)
+
     e = p["E"]
     wq, wk = (p["H"] * e, p["Hkv"] * e) if _scope(ctx) == "all_heads" else (e, e)
     q = mk((p["B"], p["H"], p["L"], e), 1, p["magnitude"])
     k = mk((p["B"], p["Hkv"], p["L"], e), 2, p["magnitude"])
-    gain = lambda n, salt: (materialize((n,), p["seed"], torch.float64, "cpu", salt=salt) * 0.3 + 1).to(ctx.dtype).to(ctx.device)  # noqa: E731
     positions = torch.arange(p["start"], p["start"] + p["L"], device=ctx.device)
     return q, k, gain(wq, 3), gain(wk, 4), positions
 
@@ -301,11 +305,15 @@ def _qk_reference(ctx: Context):
 def _qk_call(ctx: Context, q, k, wq, wk, positions, eps=1e-6) -> tuple[torch.Tensor, torch.Tensor]:
     out = ctx.target(q, k, wq, wk, positions, eps)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise Violation(f"qk_norm must return (query, key), got {type(out).__name__}")
-    return expect_tensor(out[0], tuple(q.shape), ctx.dtype, ctx.device, "query"), expect_tensor(out[1], tuple(k.shape), ctx.dtype, ctx.device, "key")
+        ctx.fail(f"qk_norm must return (query, key), got {type(out).__name__}")
+    return (expect_tensor(out[0], tuple(q.shape), ctx.dtype, ctx.device, "query"),
+            expect_tensor(out[1], tuple(k.shape), ctx.dtype, ctx.device, "key"))
 
 
-def _check_qk_reference(ctx: Context, p: dict) -> None:
+@invariant("qk_norm.reference.matches", kind="differential", examples=_qk_examples(),
+           statement="Both outputs equal the float64 reference rope(RMSNorm(q) w_q), rope(RMSNorm(k) w_k).",
+           source=f"{QWEN3}; {OLMO2}")
+def check_qk_reference(ctx: Context, p: dict) -> None:
     args = _qk_inputs(ctx, p)
     ref64, lowp = reference_pair(_qk_reference(ctx), *args)
     q, k = _qk_call(ctx, *args)
@@ -313,19 +321,30 @@ def _check_qk_reference(ctx: Context, p: dict) -> None:
     assert_matches(ctx, k, ref64[1], lowp[1], what="normalized, rotated key")
 
 
-def _check_qk_before_rope(ctx: Context, p: dict) -> None:
+@invariant("qk_norm.order.norm_before_rope", examples=_qk_examples(),
+           statement="Queries and keys are normalized before RoPE: the output at positions m is RoPE of the output "
+           "at position 0.",
+           source=QWEN3)
+def check_qk_before_rope(ctx: Context, p: dict) -> None:
     # outputs at positions m are RoPE(outputs at position 0): the norm (with its weight) comes before the rotation.
     q, k, wq, wk, positions = _qk_inputs(ctx, {**p, "magnitude": 1.0})
     at_zero = _qk_call(ctx, q, k, wq, wk, torch.zeros_like(positions))
     at_m = _qk_call(ctx, q, k, wq, wk, positions)
-    slack = PROPERTY_ULPS + 4 * int(positions.max()) * _eps(torch.float64 if ctx.dtype == torch.float64 else torch.float32) / _eps(ctx.dtype)
+    # the target's rotation angles m theta_i carry float32 rounding (float64 for float64 inputs) that grows with m
+    angle_eps = machine_eps(torch.float64 if ctx.dtype == torch.float64 else torch.float32)
+    slack = PROPERTY_ULPS + 4 * int(positions.max()) * angle_eps / machine_eps(ctx.dtype)
     for name, zero, moved in zip(("query", "key"), at_zero, at_m):
-        assert_agree(ctx, moved, rope_reference(to64(zero), positions.cpu()), f"{name} at positions {p['start']}.. vs RoPE of the "
-                     "position-0 output (normalize, then rotate)", ulps=slack)
+        assert_agree(ctx, moved, rope_reference(to64(zero), positions.cpu()), f"{name} at positions {p['start']}.. vs "
+                     "RoPE of the position-0 output (normalize, then rotate)", ulps=slack)
 
 
-def _check_qk_bounded(ctx: Context, p: dict) -> None:
-    # |q'.k'| <= |q'| |k'| and RMSNorm bounds each: per head |q'_h| <= sqrt(E) max|w_q| (all_heads: sqrt(H E) max|w_q|).
+@invariant("qk_norm.bounded_logits", examples=_qk_examples(),
+           statement="Attention logits are bounded whatever the input scale: |q'.k'| <= E max|w_q| max|w_k| per head "
+           "(sqrt(H E Hkv E) max|w_q| max|w_k| for all_heads).",
+           source=DEHGHANI)
+def check_qk_bounded(ctx: Context, p: dict) -> None:
+    # |q'.k'| <= |q'| |k'| and RMSNorm bounds each: per head |q'_h| <= sqrt(E) max|w_q| (all_heads: sqrt(H E)
+    # max|w_q|).
     q, k, wq, wk, positions = _qk_inputs(ctx, p)
     qo, ko = (to64(t) for t in _qk_call(ctx, q, k, wq, wk, positions))
     g = p["H"] // p["Hkv"]
@@ -334,13 +353,19 @@ def _check_qk_bounded(ctx: Context, p: dict) -> None:
     dims = (e, e) if _scope(ctx) == "per_head" else (h * e, hkv * e)
     bound = math.sqrt(dims[0] * dims[1]) * float(to64(wq).abs().max()) * float(to64(wk).abs().max())
     worst = float(logits.abs().max())
-    if not worst <= bound * (1 + PROPERTY_ULPS * _eps(ctx.dtype)):
-        ctx.fail(f"attention logit |q'.k'| = {worst:.4g} exceeds the QK-norm bound {bound:.4g} for inputs of magnitude "
+    if not worst <= bound * (1 + PROPERTY_ULPS * machine_eps(ctx.dtype)):
+        got, limit = show(worst, bound)
+        ctx.fail(f"attention logit |q'.k'| = {got} exceeds the QK-norm bound {limit} for inputs of magnitude "
                  f"{p['magnitude']:g}: queries or keys are not normalized", max_abs=worst)
 
 
-def _check_qk_scope(ctx: Context, p: dict) -> None:
-    # with eps = 0, scaling one head (per_head) or one token's every head (all_heads) by c leaves every output unchanged.
+@invariant("qk_norm.scope.statistics", examples=_qk_examples(),
+           statement="The statistics are per head (per_head: rescaling one head changes nothing) or per token over "
+           "all heads (all_heads: rescaling a token changes nothing).",
+           source=f"{QWEN3} ('unlike olmo, only on the head dim'); {OLMO2}")
+def check_qk_scope(ctx: Context, p: dict) -> None:
+    # with eps = 0, scaling one head (per_head) or one token's every head (all_heads) by c leaves every output
+    # unchanged.
     q, k, wq, wk, positions = _qk_inputs(ctx, {**p, "magnitude": 1.0})
     scaled_q, scaled_k = q.clone(), k.clone()
     if _scope(ctx) == "per_head":
@@ -355,31 +380,3 @@ def _check_qk_scope(ctx: Context, p: dict) -> None:
     b = _qk_call(ctx, scaled_q, scaled_k, wq, wk, positions, 0.0)
     for name, x, y in zip(("query", "key"), a, b):
         assert_agree(ctx, x, y, f"{name} outputs before and after {what} (eps=0, scope {_scope(ctx)})")
-
-
-QK_NORM = Component(
-    name="qk_norm",
-    family="norms",
-    signature="qk_norm(query: Float[B, H, L, E], key: Float[B, Hkv, L, E], q_weight: Float[E] (all_heads: [H*E]), "
-    "k_weight: Float[E] (all_heads: [Hkv*E]), positions: Int[L], eps: float = 1e-6) -> (Float[B, H, L, E], Float[B, Hkv, L, E])",
-    summary="RMSNorm of queries and keys (with their weights), then rotate-half RoPE (theta 10000) at `positions`.",
-    reference=ref.qk_norm,
-    options=(QK_SCOPE,),
-    invariants=(
-        Invariant("qk_norm.reference.matches", "Both outputs equal the float64 reference rope(RMSNorm(q) w_q), rope(RMSNorm(k) w_k).",
-                  f"{QWEN3}; {OLMO2}", "differential", _qk_examples(), _check_qk_reference),
-        Invariant("qk_norm.order.norm_before_rope",
-                  "Queries and keys are normalized before RoPE: the output at positions m is RoPE of the output at position 0.",
-                  QWEN3, "property", _qk_examples(), _check_qk_before_rope),
-        Invariant("qk_norm.bounded_logits",
-                  "Attention logits are bounded whatever the input scale: |q'.k'| <= E max|w_q| max|w_k| per head (sqrt(H E Hkv E) "
-                  "max|w_q| max|w_k| for all_heads).",
-                  DEHGHANI, "property", _qk_examples(), _check_qk_bounded),
-        Invariant("qk_norm.scope.statistics",
-                  "The statistics are per head (per_head: rescaling one head changes nothing) or per token over all heads (all_heads: "
-                  "rescaling a token changes nothing).",
-                  f"{QWEN3} ('unlike olmo, only on the head dim'); {OLMO2}", "property", _qk_examples(), _check_qk_scope),
-    ),
-)
-
-COMPONENTS = (BATCH_NORM, RESIDUAL_BLOCK, QK_NORM)

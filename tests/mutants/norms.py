@@ -13,7 +13,9 @@ def _dims(normalized_shape) -> tuple[int, ...]:
 
 def _rms(input, normalized_shape, weight=None, eps=None, *, eps_outside=False, sqrt=True, unbiased=False, upcast=True,
          default_eps=None):
-    eps = (default_eps if default_eps is not None else torch.finfo(torch.float32 if input.dtype != torch.float64 else torch.float64).eps) if eps is None else eps
+    if eps is None:
+        eps = default_eps if default_eps is not None else torch.finfo(
+            torch.float32 if input.dtype != torch.float64 else torch.float64).eps
     x = input.float() if upcast and input.dtype in (torch.float16, torch.bfloat16) else input
     dims = _dims(normalized_shape)
     n = x[(0,) * (x.dim() - len(dims))].numel() if x.numel() else 1
@@ -64,7 +66,8 @@ def ln_unbiased_variance(input, normalized_shape, weight=None, bias=None, eps=1e
 
 def ln_no_mean_subtraction(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """RMSNorm passed off as LayerNorm."""
-    y = F.rms_norm(input, list(normalized_shape) if not isinstance(normalized_shape, int) else [normalized_shape], weight, eps)
+    shape = list(normalized_shape) if not isinstance(normalized_shape, int) else [normalized_shape]
+    y = F.rms_norm(input, shape, weight, eps)
     return y + bias if bias is not None else y
 
 
@@ -84,7 +87,8 @@ def ln_over_sequence(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     return y + bias if bias is not None else y
 
 
-def bn_unbiased_normalization(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+def bn_unbiased_normalization(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                              eps=1e-5):
     """Normalizes training batches with the unbiased variance (the one that goes into running_var)."""
     if not training:
         return F.batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
@@ -107,7 +111,8 @@ def bn_per_position(input, running_mean, running_var, weight=None, bias=None, tr
     return (y + bias.reshape(view) if bias is not None else y).to(input.dtype)
 
 
-def bn_batch_statistics_in_eval(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+def bn_batch_statistics_in_eval(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                                eps=1e-5):
     """Ignores `training`: always normalizes with the batch's statistics."""
     return F.batch_norm(input, None, None, weight, bias, True, momentum, eps)
 
