@@ -48,7 +48,8 @@ def run(component: str, target: str, adapter: str | None = None, config: RunConf
 
 
 def assert_conforms(results: list[Result], unsupported: set[str] = frozenset()) -> None:
-    bad = [f"{r.verdict} {r.invariant}: {r.message}\n  {r.reproduce}" for r in results if r.verdict not in ("pass", "unsupported")]
+    bad = [f"{r.verdict} {r.invariant}: {r.message}\n  {r.reproduce}" for r in results
+           if r.verdict not in ("pass", "unsupported")]
     assert not bad, "\n".join(bad)
     assert {r.invariant for r in results if r.verdict == "unsupported"} == set(unsupported)
 
@@ -160,7 +161,8 @@ def test_dola_layer_selection_option():
     """transformers 4.x chooses one premature layer for the whole batch: it conforms under layer_selection=batch_mean
     and fails the paper's per-row rule."""
     batch_mean = "lmspec.reference.decoding.variants:dola_logits_batch_mean"
-    assert_conforms(run("dola_logits", batch_mean, config=dataclasses.replace(CONFIG, options={"layer_selection": "batch_mean"})))
+    config = dataclasses.replace(CONFIG, options={"layer_selection": "batch_mean"})
+    assert_conforms(run("dola_logits", batch_mean, config=config))
     component = get_component("dola_logits")
     witness = {"B": 2, "C": 2, "V": 5, "seed": 3, "relative_top": 0.1, "pattern": "normal"}
     failed = run_invariant(component, component.invariant("dola_logits.layer_selection.max_jsd"),

@@ -1,6 +1,6 @@
 """Decoding strategies over a next-token model: greedy (with context cropping), sampling, beam search, diverse
 (group) beam search. Speculative decoding is in speculative.py; contrastive search, DoLa and grammar-constrained
-sampling in decoding_variants.py.
+sampling in variants.py.
 
 A model is any callable `model(ids: Int[B, L]) -> Float[B, L, V]`: logits at every position, position i scoring
 token i + 1 (a Hugging Face causal LM's `.logits`). Decoders read the last position. `ToyLM` is the tiny
@@ -83,7 +83,8 @@ def _suppress_eos(logits: Tensor, step: int, eos_token_id: int | None, min_new_t
 
 
 def _decode(model: Model, input_ids: Tensor, max_new_tokens: int, choose: Callable[[Tensor], Tensor],
-            eos_token_id: int | None, pad_token_id: int | None, min_new_tokens: int, context_size: int | None) -> Tensor:
+            eos_token_id: int | None, pad_token_id: int | None, min_new_tokens: int,
+            context_size: int | None) -> Tensor:
     """The loop HF's `_sample` runs: choose a token per row, pad finished rows, stop when every row has finished."""
     pad = eos_token_id if pad_token_id is None else pad_token_id
     ids = input_ids
@@ -102,8 +103,9 @@ def _decode(model: Model, input_ids: Tensor, max_new_tokens: int, choose: Callab
 
 
 @typechecked
-def greedy_search(model: Model, input_ids: Int[Tensor, "batch length"], max_new_tokens: int, eos_token_id: int | None = None,
-                  pad_token_id: int | None = None, min_new_tokens: int = 0, context_size: int | None = None) -> Int[Tensor, "batch total"]:
+def greedy_search(model: Model, input_ids: Int[Tensor, "batch length"], max_new_tokens: int,
+                  eos_token_id: int | None = None, pad_token_id: int | None = None, min_new_tokens: int = 0,
+                  context_size: int | None = None) -> Int[Tensor, "batch total"]:
     """Append argmax tokens (first index among ties, torch.argmax); with context_size the model sees only the
     last context_size tokens. Rows that emitted EOS are padded; generation stops when all rows have."""
     return _decode(model, input_ids, max_new_tokens, lambda logits: logits.argmax(dim=-1), eos_token_id, pad_token_id,
@@ -111,8 +113,9 @@ def greedy_search(model: Model, input_ids: Int[Tensor, "batch length"], max_new_
 
 
 @typechecked
-def sample_search(model: Model, input_ids: Int[Tensor, "batch length"], max_new_tokens: int, generator: torch.Generator | None = None,
-                  eos_token_id: int | None = None, pad_token_id: int | None = None, min_new_tokens: int = 0) -> Int[Tensor, "batch total"]:
+def sample_search(model: Model, input_ids: Int[Tensor, "batch length"], max_new_tokens: int,
+                  generator: torch.Generator | None = None, eos_token_id: int | None = None,
+                  pad_token_id: int | None = None, min_new_tokens: int = 0) -> Int[Tensor, "batch total"]:
     """Append tokens drawn from softmax(next-token logits) with `generator` (ancestral sampling)."""
     draw = lambda logits: torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)  # noqa: E731
     return _decode(model, input_ids, max_new_tokens, draw, eos_token_id, pad_token_id, min_new_tokens, None)
@@ -168,7 +171,8 @@ class _Beams:
         scores = scores + full * NEG + (~self.improvable) * NEG + (~finishing) * NEG
         merged_scores = torch.cat([self.finished_scores, scores], dim=1)
         best = merged_scores.topk(k, dim=-1).indices
-        self.finished = torch.cat([self.finished, candidates], 1).gather(1, best[..., None].expand(-1, -1, self.max_length))
+        self.finished = torch.cat([self.finished, candidates], 1).gather(
+            1, best[..., None].expand(-1, -1, self.max_length))
         self.finished_scores = merged_scores.gather(1, best)
         self.finished_lengths = torch.cat([self.finished_lengths, torch.full_like(token, generated)], 1).gather(1, best)
         self.is_finished = torch.cat([self.is_finished, finishing], 1).gather(1, best)
@@ -178,7 +182,8 @@ class _Beams:
         else:
             best_length = cur + 1 - self.prompt
         best_running = self.running_scores[:, :1] / best_length**self.length_penalty
-        worst = torch.where(self.is_finished, self.finished_scores.min(dim=1, keepdim=True).values, torch.full_like(self.finished_scores, NEG))
+        worst = torch.where(self.is_finished, self.finished_scores.min(dim=1, keepdim=True).values,
+                            torch.full_like(self.finished_scores, NEG))
         self.improvable = self.improvable & (best_running > worst).any(dim=-1, keepdim=True)
 
     def wants_more(self) -> bool:
@@ -209,38 +214,43 @@ def _finalize(beams: list[_Beams], num_return_sequences: int) -> tuple[Tensor, T
 
 
 @typechecked
+def beam_search(model: Model, input_ids: Int[Tensor, "batch length"], num_beams: int, max_new_tokens: int,
+                eos_token_id: int | None = None, pad_token_id: int | None = None, length_penalty: float = 1.0,
+                early_stopping: EarlyStopping = False, min_new_tokens: int = 0,
+                num_return_sequences: int = 1) -> tuple[Int[Tensor, "rows total"], Float[Tensor, " rows"]]:
+    """Beam search as transformers 5.23 `_beam_search`; returns (sequences [B * R, L + n], scores [B * R]), the
+    best first; a finished hypothesis's score is sum log p / generated_length ** length_penalty (EOS counted).
+    It is diverse beam search with one group (and so no diversity penalty)."""
+    return diverse_beam_search(model, input_ids, num_beams, 1, 0.0, max_new_tokens, eos_token_id, pad_token_id,
+                               length_penalty, early_stopping, min_new_tokens, num_return_sequences)
+
+
+@typechecked
 def diverse_beam_search(model: Model, input_ids: Int[Tensor, "batch length"], num_beams: int, num_beam_groups: int,
                         diversity_penalty: float, max_new_tokens: int, eos_token_id: int | None = None,
-                        pad_token_id: int | None = None, length_penalty: float = 1.0, early_stopping: EarlyStopping = False,
-                        min_new_tokens: int = 0, num_return_sequences: int = 1) -> tuple[Int[Tensor, "rows total"], Float[Tensor, " rows"]]:
+                        pad_token_id: int | None = None, length_penalty: float = 1.0,
+                        early_stopping: EarlyStopping = False, min_new_tokens: int = 0,
+                        num_return_sequences: int = 1) -> tuple[Int[Tensor, "rows total"], Float[Tensor, " rows"]]:
     """Group beam search (Hamming diversity); returns (sequences [B * R, L + n], scores [B * R]), best first."""
     if num_beams % num_beam_groups or not 1 <= num_return_sequences <= num_beams:
-        raise ValueError(f"num_beams ({num_beams}) must split into {num_beam_groups} groups and hold {num_return_sequences} returns")
+        raise ValueError(f"num_beams ({num_beams}) must split into {num_beam_groups} groups and hold "
+                         f"{num_return_sequences} returns")
     size = num_beams // num_beam_groups
     # HF fills unused positions with the pad id (the EOS id if there is none); with no EOS nothing finishes early
     # and only never-finished placeholder hypotheses (score -1e9) show the fill, -1.
     fill = -1 if eos_token_id is None else (eos_token_id if pad_token_id is None else pad_token_id)
     max_length = input_ids.shape[-1] + max_new_tokens
-    groups = [_Beams(input_ids, size, max_length, fill, eos_token_id, length_penalty, early_stopping) for _ in range(num_beam_groups)]
+    groups = [_Beams(input_ids, size, max_length, fill, eos_token_id, length_penalty, early_stopping)
+              for _ in range(num_beam_groups)]
     cur = input_ids.shape[-1]
     while True:
         log_probs = _log_probs(model, groups, cur, eos_token_id, min_new_tokens)
         chosen = torch.zeros(log_probs.shape[0], log_probs.shape[-1], dtype=torch.float64, device=log_probs.device)
         for g, group in enumerate(groups):
             group.step(log_probs[:, g * size : (g + 1) * size] - diversity_penalty * chosen[:, None, :], cur)
-            chosen.scatter_add_(1, group.running[:, :, cur], torch.ones(chosen.shape[0], size, dtype=torch.float64, device=chosen.device))
+            ones = torch.ones(chosen.shape[0], size, dtype=torch.float64, device=chosen.device)
+            chosen.scatter_add_(1, group.running[:, :, cur], ones)
         cur += 1
         if not any(group.wants_more() for group in groups):
             break
     return _finalize(groups, num_return_sequences)
-
-
-@typechecked
-def beam_search(model: Model, input_ids: Int[Tensor, "batch length"], num_beams: int, max_new_tokens: int,
-                eos_token_id: int | None = None, pad_token_id: int | None = None, length_penalty: float = 1.0,
-                early_stopping: EarlyStopping = False, min_new_tokens: int = 0,
-                num_return_sequences: int = 1) -> tuple[Int[Tensor, "rows total"], Float[Tensor, " rows"]]:
-    """Beam search as transformers 5.23 `_beam_search`; returns (sequences [B * R, L + n], scores [B * R]), the
-    best first; a finished hypothesis's score is sum log p / generated_length ** length_penalty (EOS counted)."""
-    return diverse_beam_search(model, input_ids, num_beams, 1, 0.0, max_new_tokens, eos_token_id, pad_token_id,
-                               length_penalty, early_stopping, min_new_tokens, num_return_sequences)

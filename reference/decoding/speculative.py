@@ -62,7 +62,9 @@ def _draft(model: Model, ids: Tensor, k: int, do_sample: bool, generator) -> tup
         token = torch.multinomial(q, 1, generator=generator) if do_sample else q.argmax(dim=-1, keepdim=True)
         probs.append(q)
         ids = torch.cat([ids, token], dim=-1)
-    return ids, torch.stack(probs, dim=1) if probs else torch.zeros(ids.shape[0], 0, 0, dtype=torch.float64, device=ids.device)
+    if not probs:
+        return ids, torch.zeros(ids.shape[0], 0, 0, dtype=torch.float64, device=ids.device)
+    return ids, torch.stack(probs, dim=1)
 
 
 def _round(target_model: Model, draft_model: Model, ids: Tensor, k: int, do_sample: bool, generator) -> list[Tensor]:
@@ -75,13 +77,14 @@ def _round(target_model: Model, draft_model: Model, ids: Tensor, k: int, do_samp
         return [row[row >= 0] for row in emitted]
     best = p.argmax(dim=-1)
     n = (drafted[:, start:] == best[:, :k]).to(torch.int64).cumprod(dim=-1).sum(dim=-1)
-    return [torch.cat([drafted[b, start : start + int(n[b])], best[b, int(n[b]) : int(n[b]) + 1]]) for b in range(ids.shape[0])]
+    return [torch.cat([drafted[b, start : start + int(n[b])], best[b, int(n[b]) : int(n[b]) + 1]])
+            for b in range(ids.shape[0])]
 
 
 @typechecked
-def speculative_decode(target_model: Model, draft_model: Model, input_ids: Int[Tensor, "batch length"], max_new_tokens: int,
-                       num_draft_tokens: int, do_sample: bool = True, generator: torch.Generator | None = None,
-                       ) -> Int[Tensor, "batch total"]:
+def speculative_decode(target_model: Model, draft_model: Model, input_ids: Int[Tensor, "batch length"],
+                       max_new_tokens: int, num_draft_tokens: int, do_sample: bool = True,
+                       generator: torch.Generator | None = None) -> Int[Tensor, "batch total"]:
     """Leviathan et al. Algorithm 1 for each row: a round drafts min(num_draft_tokens, remaining - 1) tokens, runs
     the target model once on them, and keeps the verified ones. Rows advance at their own pace; rows of equal
     length share the model calls of a round. Greedy (do_sample=False) accepts a draft token while it is the

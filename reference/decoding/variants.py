@@ -90,7 +90,8 @@ def dola_logits(final_logits: Float[Tensor, "batch vocab"], premature_logits: Fl
 
 
 @typechecked
-def dola_logits_batch_mean(final_logits: Float[Tensor, "batch vocab"], premature_logits: Float[Tensor, "layers batch vocab"],
+def dola_logits_batch_mean(final_logits: Float[Tensor, "batch vocab"],
+                           premature_logits: Float[Tensor, "layers batch vocab"],
                            relative_top: float = 0.1) -> Float[Tensor, "batch vocab"]:
     """dola_logits with transformers 4.x's layer choice (one layer for the batch): a target for the option."""
     return dola_logits(final_logits, premature_logits, relative_top, layer_selection="batch_mean")
@@ -108,7 +109,9 @@ def dola_candidate_layers(num_layers: int, dola_layers: str | list[int], tie_wor
             return [start]
         return list(range(start, num_layers // 2, 2)) if num_layers <= 40 else list(range(start, 20, 2))
     if dola_layers == "high":
-        return list(range(num_layers // 2, num_layers, 2)) if num_layers <= 40 else list(range(num_layers - 20, num_layers, 2))
+        if num_layers <= 40:
+            return list(range(num_layers // 2, num_layers, 2))
+        return list(range(num_layers - 20, num_layers, 2))
     raise ValueError(f"dola_layers must be 'low', 'high' or a list, got {dola_layers!r}")
 
 
@@ -148,8 +151,9 @@ def allowed_tokens(transitions: Tensor, accepting: Tensor, state: Tensor, eos_to
 
 
 @typechecked
-def grammar_constrained_sample(model: Model, input_ids: Int[Tensor, "batch length"], transitions: Int[Tensor, "states vocab"],
-                               accepting: Bool[Tensor, " states"], eos_token_id: int, max_new_tokens: int,
+def grammar_constrained_sample(model: Model, input_ids: Int[Tensor, "batch length"],
+                               transitions: Int[Tensor, "states vocab"], accepting: Bool[Tensor, " states"],
+                               eos_token_id: int, max_new_tokens: int,
                                generator: torch.Generator | None = None) -> Int[Tensor, "batch total"]:
     """Sampling where each step masks (-inf) the tokens the automaton does not allow from the state reached by
     the generated tokens (start state 0); rows that emitted EOS are padded with EOS; stop when all have."""

@@ -8,22 +8,19 @@ import math
 import torch
 from hypothesis import strategies as st
 
-from ...reference.decoding import search as ref_decoding
+from ...reference.decoding import search as ref_search
 from ...reference.decoding import speculative as ref
-from ..checks import PROPERTY_ULPS, assert_matches, reference_pair, to64
-from ..core import Component, Context, Invariant
-from .search import MODEL, Recorder, assert_sequence_distribution, expect_ids, greedy_chain, model_examples, prompt, \
-    sequence_distribution, toy
-from ..guard import expect_tensor
-from ..sampling.samplers import chi_square_test
+from ..checks import PROPERTY_ULPS, assert_equal, assert_matches, assert_within, expect_tensor, reference_pair, to64
+from ..core import Component, Context, invariant
+from ..statistics import chi_square_test
 from ..strategies import seeds
+from .models import ALPHA, DRAWS, MODEL, Recorder, assert_sequence_distribution, expect_ids, greedy_chain, \
+    model_examples, prompt, sequence_distribution, toy
 
 LEVIATHAN = "Leviathan et al. 2023, Algorithm 1 and Theorem 3.5"
 CHEN = "Chen et al. 2023, Algorithm 2"
 HF_SPEC = "transformers 5.23 generation/utils.py:_speculative_sampling"
-DRAWS = 2000
 DECODE_DRAWS = 1000
-ALPHA = 1e-6
 PROB_DTYPES = (torch.float64, torch.float32)
 
 
@@ -38,10 +35,20 @@ def _probs(shape, seed: int, salt: int, peaked: bool = False) -> torch.Tensor:
 
 # --- the rule ------------------------------------------------------------------------------------------------
 
+RULE = Component(
+    name="speculative_acceptance",
+    signature="speculative_acceptance(target_probs: Float[B, V], draft_probs: Float[B, V]) -> "
+              "(accept_probs: Float[B, V], residual: Float[B, V])",
+    summary="The speculative rule: accept x ~ q with min(1, p(x) / q(x)); on rejection sample norm(max(0, p - q)).",
+    reference=ref.speculative_acceptance,
+    dtypes=PROB_DTYPES,
+)
+
 
 @st.composite
 def _rule_examples(draw) -> dict:
-    return {"B": draw(st.integers(1, 3)), "V": draw(st.integers(1, 6)), "seed": draw(seeds()), "peaked": draw(st.booleans())}
+    return {"B": draw(st.integers(1, 3)), "V": draw(st.integers(1, 6)), "seed": draw(seeds()),
+            "peaked": draw(st.booleans())}
 
 
 def _rule_inputs(ctx: Context, p: dict):
@@ -51,6 +58,7 @@ def _rule_inputs(ctx: Context, p: dict):
 
 
 def _rule_call(ctx: Context, p_t, q_d):
+    """(accept_probs, residual): a pair, so each is checked with expect_tensor rather than `call`."""
     out = ctx.target(p_t, q_d)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         ctx.fail(f"returned {type(out).__name__}, expected (accept_probs, residual)")
@@ -59,33 +67,45 @@ def _rule_call(ctx: Context, p_t, q_d):
             expect_tensor(out[1], shape, ctx.dtype, ctx.device, "residual"))
 
 
-def _check_rule_exact(ctx: Context, p: dict) -> None:
+@invariant("speculative_acceptance.exact.recovers_target", examples=_rule_examples(),
+           statement="Enumerating every draft token of a tiny vocabulary, sum_x q(x) a(x) [y = x] + (1 - sum_x q(x) "
+                     "a(x)) r(y) = p(y) exactly (to rounding): the rule produces the target distribution.",
+           source=f"{LEVIATHAN}; {CHEN}")
+def check_rule_exact(ctx: Context, p: dict) -> None:
     # enumerate every draft token x: emit x with q(x) a(x); otherwise (mass 1 - sum q a) emit from the residual.
     p_t, q_d = _rule_inputs(ctx, p)
     accept, residual = (to64(t) for t in _rule_call(ctx, p_t, q_d))
     if (accept < 0).any() or (accept > 1).any() or (residual < 0).any():
-        ctx.fail(f"acceptance probabilities must lie in [0, 1] and the residual be non-negative: {accept.tolist()}, {residual.tolist()}")
+        ctx.fail(f"acceptance probabilities must lie in [0, 1] and the residual be non-negative: {accept.tolist()}, "
+                 f"{residual.tolist()}")
     q64, p64 = to64(q_d), to64(p_t)
     rejected = 1 - (q64 * accept).sum(-1, keepdim=True)
     produced = q64 * accept + rejected * residual
-    scale = p["V"] * PROPERTY_ULPS * torch.finfo(ctx.dtype).eps
-    worst = float((produced - p64).abs().max())
-    if worst > scale:
-        ctx.fail(f"enumerating the draft tokens, the rule emits {produced.tolist()} instead of the target distribution "
-                 f"{p64.tolist()} (off by {worst:.3g})", max_abs=worst)
+    allowed = p["V"] * PROPERTY_ULPS * torch.finfo(ctx.dtype).eps
+    b, y = (int(i) for i in torch.unravel_index((produced - p64).abs().argmax(), produced.shape))
+    assert_within(ctx, float(produced[b, y]), float(p64[b, y]), allowed,
+                  f"row {b}: the probability that the rule emits token {y} (enumerating the draft tokens) vs the "
+                  "target's")
     sums = residual.sum(-1)
-    if ((rejected.squeeze(-1) > scale) & ((sums - 1).abs() > scale)).any():
-        ctx.fail(f"the residual is not a distribution where rejection is possible: sums {sums.tolist()}")
+    for b in (rejected.squeeze(-1) > allowed).nonzero().flatten().tolist():
+        assert_within(ctx, float(sums[b]), 1.0, allowed, f"row {b}: the residual's total, where rejection is possible")
 
 
-def _check_rule_equal(ctx: Context, p: dict) -> None:
+@invariant("speculative_acceptance.equal_draft.accepts_all", examples=_rule_examples(),
+           statement="With the draft distribution equal to the target, every token is accepted with probability 1.",
+           source=LEVIATHAN)
+def check_rule_equal(ctx: Context, p: dict) -> None:
     p_t, _ = _rule_inputs(ctx, p)
     accept, _ = _rule_call(ctx, p_t, p_t.clone())
-    if not bool((to64(accept) == 1).all()):
-        ctx.fail(f"with the draft equal to the target every token must be accepted with probability 1, got {to64(accept).tolist()}")
+    assert_equal(ctx, to64(accept), torch.ones(accept.shape, dtype=torch.float64),
+                 "acceptance probabilities with the draft equal to the target")
 
 
-def _check_rule_reference(ctx: Context, p: dict) -> None:
+@invariant("speculative_acceptance.reference.matches", kind="differential", examples=_rule_examples(),
+           statement="accept = min(1, p / q) and residual = max(0, p - q) / sum max(0, p - q), within the tolerance "
+                     "policy.",
+           source=f"{LEVIATHAN}; {HF_SPEC}")
+def check_rule_reference(ctx: Context, p: dict) -> None:
     p_t, q_d = _rule_inputs(ctx, p)
     accept, residual = _rule_call(ctx, p_t, q_d)
     (a64, r64), (a_low, r_low) = reference_pair(ref.speculative_acceptance, p_t, q_d)
@@ -93,39 +113,27 @@ def _check_rule_reference(ctx: Context, p: dict) -> None:
     assert_matches(ctx, residual, r64, r_low, "residual")
 
 
-RULE = Component(
-    name="speculative_acceptance",
-    family="decoding",
-    signature="speculative_acceptance(target_probs: Float[B, V], draft_probs: Float[B, V]) -> (accept_probs: Float[B, V], "
-              "residual: Float[B, V])",
-    summary="The speculative rule: accept x ~ q with min(1, p(x) / q(x)); on rejection sample norm(max(0, p - q)).",
-    reference=ref.speculative_acceptance,
-    dtypes=PROB_DTYPES,
-    invariants=(
-        Invariant("speculative_acceptance.exact.recovers_target",
-                  "Enumerating every draft token of a tiny vocabulary, sum_x q(x) a(x) [y = x] + (1 - sum_x q(x) a(x)) r(y) = "
-                  "p(y) exactly (to rounding): the rule produces the target distribution.",
-                  f"{LEVIATHAN}; {CHEN}", "property", _rule_examples(), _check_rule_exact),
-        Invariant("speculative_acceptance.equal_draft.accepts_all",
-                  "With the draft distribution equal to the target, every token is accepted with probability 1.",
-                  LEVIATHAN, "property", _rule_examples(), _check_rule_equal),
-        Invariant("speculative_acceptance.reference.matches",
-                  "accept = min(1, p / q) and residual = max(0, p - q) / sum max(0, p - q), within the tolerance policy.",
-                  f"{LEVIATHAN}; {HF_SPEC}", "differential", _rule_examples(), _check_rule_reference),
-    ),
-)
-
-
 # --- one verification step -----------------------------------------------------------------------------------
+
+STEP = Component(
+    name="speculative_sampling",
+    signature="speculative_sampling(draft_tokens: Int[B, K], draft_probs: Float[B, K, V], target_probs: "
+              "Float[B, K + 1, V], generator: torch.Generator) -> Int[B, K + 1]  (accepted drafts, one sampled token, "
+              "then -1)",
+    summary="One verification step of speculative decoding per row.",
+    reference=ref.speculative_sampling,
+    dtypes=PROB_DTYPES,
+)
 
 
 @st.composite
 def _step_examples(draw) -> dict:
-    return {"V": draw(st.integers(2, 6)), "K": draw(st.integers(1, 3)), "seed": draw(seeds()), "peaked": draw(st.booleans())}
+    return {"V": draw(st.integers(2, 6)), "K": draw(st.integers(1, 3)), "seed": draw(seeds()),
+            "peaked": draw(st.booleans())}
 
 
-def _step(ctx: Context, p: dict, equal: bool = False, salt: int = 0):
-    """Draft tokens drawn from q by the check, one (q, p) pair shared by all rows; the target's emitted tokens."""
+def _step(ctx: Context, p: dict, equal: bool = False):
+    """Draft tokens drawn from q by the check, one (q, p) pair shared by all DRAWS rows; the target's emitted tokens."""
     k, v = p["K"], p["V"]
     p_t = _probs((1, k + 1, v), p["seed"], 1, p["peaked"]).to(ctx.dtype)
     q_d = p_t[:, :k].clone() if equal else _probs((1, k, v), p["seed"], 2).to(ctx.dtype)
@@ -133,7 +141,7 @@ def _step(ctx: Context, p: dict, equal: bool = False, salt: int = 0):
     drafts = torch.multinomial(to64(q_d)[0].repeat(DRAWS, 1), 1, replacement=True, generator=gen).reshape(DRAWS, k)
     args = (drafts.to(ctx.device), q_d.expand(DRAWS, -1, -1).contiguous().to(ctx.device),
             p_t.expand(DRAWS, -1, -1).contiguous().to(ctx.device))
-    out = ctx.target(*args, generator=torch.Generator(device=ctx.device).manual_seed(p["seed"] + salt))
+    out = ctx.target(*args, generator=torch.Generator(device=ctx.device).manual_seed(p["seed"]))
     if not isinstance(out, torch.Tensor) or out.is_floating_point() or tuple(out.shape) != (DRAWS, k + 1):
         ctx.fail(f"returned {type(out).__name__} {tuple(getattr(out, 'shape', ()))}, expected Int[{DRAWS}, {k + 1}]")
     return to64(p_t)[0], to64(q_d)[0], drafts, out.detach().cpu().to(torch.int64)
@@ -147,7 +155,12 @@ def _emitted_length(ctx: Context, out: torch.Tensor, v: int) -> torch.Tensor:
     return n
 
 
-def _check_step_distribution(ctx: Context, p: dict) -> None:
+@invariant("speculative_sampling.distribution.chi_square", kind="statistical", examples=_step_examples(),
+           statement="Among rows that reach position j, the emitted token is distributed as target_probs[j] (drafts "
+                     f"drawn from draft_probs): Pearson chi-square per position, {DRAWS} rows, false-alarm rate "
+                     f"{ALPHA:g} per example.",
+           source=f"{LEVIATHAN}; {HF_SPEC}")
+def check_step_distribution(ctx: Context, p: dict) -> None:
     p64, _, _, out = _step(ctx, p)
     n = _emitted_length(ctx, out, p["V"])
     for j in range(p["K"] + 1):  # among rows that reached position j, its token is distributed as p_j
@@ -157,20 +170,27 @@ def _check_step_distribution(ctx: Context, p: dict) -> None:
         counts = torch.bincount(out[reached, j], minlength=p["V"])
         statistic, df, pvalue = chi_square_test(counts, p64[j])
         if pvalue < ALPHA / (p["K"] + 1):
-            ctx.fail(f"position {j}: the {int(reached.sum())} emitted tokens have frequencies {counts.tolist()}, the target "
-                     f"distribution is {[round(float(x), 4) for x in p64[j]]}: chi-square {statistic:.1f}, {df} df, p-value "
-                     f"{pvalue:.2g}", position=j, pvalue=pvalue)
+            ctx.fail(f"position {j}: the {int(reached.sum())} emitted tokens have frequencies {counts.tolist()}, the "
+                     f"target distribution is {[round(float(x), 4) for x in p64[j]]}: chi-square {statistic:.1f}, "
+                     f"{df} df, p-value {pvalue:.2g}", position=j, pvalue=pvalue)
 
 
-def _check_step_equal(ctx: Context, p: dict) -> None:
+@invariant("speculative_sampling.equal_draft.accepts_all", examples=_step_examples(),
+           statement="With draft_probs equal to target_probs every draft token is accepted and a bonus token follows.",
+           source=LEVIATHAN)
+def check_step_equal(ctx: Context, p: dict) -> None:
     _, _, drafts, out = _step(ctx, p, equal=True)
     n = _emitted_length(ctx, out, p["V"])
     if (n != p["K"] + 1).any() or not torch.equal(out[:, : p["K"]], drafts):
-        ctx.fail(f"with the draft equal to the target every draft token must be accepted (K + 1 = {p['K'] + 1} tokens per row); "
-                 f"{int((n != p['K'] + 1).sum())} of {DRAWS} rows stopped early")
+        ctx.fail(f"with the draft equal to the target every draft token must be accepted (K + 1 = {p['K'] + 1} "
+                 f"tokens per row); {int((n != p['K'] + 1).sum())} of {DRAWS} rows stopped early")
 
 
-def _check_step_structure(ctx: Context, p: dict) -> None:
+@invariant("speculative_sampling.output.accepted_prefix", examples=_step_examples(),
+           statement="Each row emits its first drafts in order, then one token; after a rejection that token lies "
+                     "where p > q (the residual's support), never where p <= q.",
+           source=f"{LEVIATHAN}; {CHEN}")
+def check_step_structure(ctx: Context, p: dict) -> None:
     p64, q64, drafts, out = _step(ctx, p)
     n = _emitted_length(ctx, out, p["V"])
     rows = torch.arange(DRAWS)
@@ -183,42 +203,29 @@ def _check_step_structure(ctx: Context, p: dict) -> None:
     outside = rejected & ~(p64[j, last] > q64[j, last])
     if outside.any():
         r = int(outside.nonzero()[0])
-        ctx.fail(f"row {r}: after rejecting draft token {int(drafts[r, j[r]])} at position {int(j[r])} the target emitted "
-                 f"{int(last[r])}, where p <= q: a rejection samples norm(max(0, p - q)), whose support is p > q", row=r)
+        ctx.fail(f"row {r}: after rejecting draft token {int(drafts[r, j[r]])} at position {int(j[r])} the target "
+                 f"emitted {int(last[r])}, where p <= q: a rejection samples norm(max(0, p - q)), whose support is "
+                 "p > q", row=r)
 
 
-def _check_step_reproducible(ctx: Context, p: dict) -> None:
-    if not torch.equal(_step(ctx, p)[3], _step(ctx, p)[3]):
-        ctx.fail("two calls with generators seeded alike returned different tokens (draws must come from `generator`)")
-
-
-STEP = Component(
-    name="speculative_sampling",
-    family="decoding",
-    signature="speculative_sampling(draft_tokens: Int[B, K], draft_probs: Float[B, K, V], target_probs: Float[B, K + 1, V], "
-              "generator: torch.Generator) -> Int[B, K + 1]  (accepted drafts, one sampled token, then -1)",
-    summary="One verification step of speculative decoding per row.",
-    reference=ref.speculative_sampling,
-    dtypes=PROB_DTYPES,
-    invariants=(
-        Invariant("speculative_sampling.distribution.chi_square",
-                  f"Among rows that reach position j, the emitted token is distributed as target_probs[j] (drafts drawn from "
-                  f"draft_probs): Pearson chi-square per position, {DRAWS} rows, false-alarm rate {ALPHA:g} per example.",
-                  f"{LEVIATHAN}; {HF_SPEC}", "statistical", _step_examples(), _check_step_distribution),
-        Invariant("speculative_sampling.equal_draft.accepts_all",
-                  "With draft_probs equal to target_probs every draft token is accepted and a bonus token follows.",
-                  LEVIATHAN, "property", _step_examples(), _check_step_equal),
-        Invariant("speculative_sampling.output.accepted_prefix",
-                  "Each row emits its first drafts in order, then one token; after a rejection that token lies where p > q "
-                  "(the residual's support), never where p <= q.", f"{LEVIATHAN}; {CHEN}", "property", _step_examples(),
-                  _check_step_structure),
-        Invariant("speculative_sampling.generator.reproducible", "Generators seeded alike give the same tokens.", HF_SPEC,
-                  "property", _step_examples(), _check_step_reproducible),
-    ),
-)
+@invariant("speculative_sampling.generator.reproducible", examples=_step_examples(),
+           statement="Generators seeded alike give the same tokens.", source=HF_SPEC)
+def check_step_reproducible(ctx: Context, p: dict) -> None:
+    first, second = _step(ctx, p)[3], _step(ctx, p)[3]
+    assert_equal(ctx, second, first, "a second call with a generator seeded alike (draws must come from `generator`)")
 
 
 # --- the decoding loop ---------------------------------------------------------------------------------------
+
+DECODE = Component(
+    name="speculative_decode",
+    signature=f"speculative_decode(target_{MODEL}, draft_model, input_ids: Int[B, L], max_new_tokens: int, "
+              "num_draft_tokens: int, do_sample: bool = True, generator: torch.Generator | None = None) "
+              "-> Int[B, L + n]",
+    summary="Draft num_draft_tokens tokens, verify them with one target call, keep the accepted ones; repeat.",
+    reference=ref.speculative_decode,
+    dtypes=(),
+)
 
 
 @st.composite
@@ -228,35 +235,44 @@ def _decode_examples(draw) -> dict:
     return p
 
 
-def _decode(ctx: Context, p: dict, target, draft, ids, do_sample: bool, n: int | None = None, salt: int = 0):
-    n = p["n"] if n is None else n
-    out = ctx.target(target, draft, ids, n, p["K"], do_sample=do_sample,
-                     generator=torch.Generator(device=ctx.device).manual_seed(p["seed"] + salt))
-    return expect_ids(ctx, out, ids.shape[0], ids, ids.shape[-1] + n)
+def _decode(ctx: Context, p: dict, target, draft, ids, do_sample: bool) -> torch.Tensor:
+    out = ctx.target(target, draft, ids, p["n"], p["K"], do_sample=do_sample,
+                     generator=torch.Generator(device=ctx.device).manual_seed(p["seed"]))
+    return expect_ids(ctx, out, ids.shape[0], ids, ids.shape[-1] + p["n"])
 
 
-def _check_decode_greedy(ctx: Context, p: dict) -> None:
+@invariant("speculative_decode.greedy.equals_greedy", examples=_decode_examples(),
+           statement="With do_sample=False the output is greedy decoding of the target model, whatever the draft "
+                     "model.",
+           source=f"{LEVIATHAN} (temperature 0); transformers assisted generation")
+def check_decode_greedy(ctx: Context, p: dict) -> None:
     target, ids = toy(p), prompt(ctx, p)
     out = _decode(ctx, p, target, toy(p, salt=100), ids, do_sample=False)
     expected = greedy_chain(target, ids.cpu(), p["n"])
-    if not torch.equal(out, expected):
-        ctx.fail(f"greedy speculative decoding gave {out.tolist()}, greedy decoding of the target gives {expected.tolist()}")
+    assert_equal(ctx, out, expected, f"greedy speculative decoding {out.tolist()} vs greedy decoding of the target "
+                 f"{expected.tolist()}")
 
 
-def _check_decode_calls(ctx: Context, p: dict) -> None:
+@invariant("speculative_decode.equal_draft.one_call_per_round", examples=_decode_examples(),
+           statement="With the draft model equal to the target every draft token is accepted: n new tokens take "
+                     "ceil(n / (K + 1)) target calls (greedy and sampling), plus at most one call on the prompt or a "
+                     "prefix of it (a KV-cache prefill).",
+           source=f"{LEVIATHAN}, sec. 3.3 (expected tokens per iteration)")
+def check_decode_calls(ctx: Context, p: dict) -> None:
     for do_sample in (False, True):
         model = toy(p)
         target, ids = Recorder(model), prompt(ctx, p)
         out = _decode(ctx, p, target, Recorder(model), ids, do_sample=do_sample)
-        if out.shape[-1] != ids.shape[-1] + p["n"]:
-            ctx.fail(f"generated {out.shape[-1] - ids.shape[-1]} tokens, expected {p['n']}")
+        assert_equal(ctx, out.shape[-1] - ids.shape[-1], p["n"], f"tokens generated (do_sample={do_sample})")
         rounds = math.ceil(p["n"] / (p["K"] + 1))
-        on_prompt = [c for c in target.calls if c.shape[-1] <= ids.shape[-1] and torch.equal(c, ids.cpu()[:, : c.shape[-1]])]
+        on_prompt = [c for c in target.calls
+                     if c.shape[-1] <= ids.shape[-1] and torch.equal(c, ids.cpu()[:, : c.shape[-1]])]
         prefill = min(1, len(on_prompt))  # a KV-cache prefill of (a prefix of) the prompt
         if len(target.calls) > rounds + prefill:
-            ctx.fail(f"with the draft equal to the target (do_sample={do_sample}) every draft token is accepted, so {p['n']} tokens "
-                     f"take {rounds} target calls of K + 1 = {p['K'] + 1} tokens (plus at most one prefill of the prompt or a prefix of it); the "
-                     f"target was called {len(target.calls)} times", calls=len(target.calls))
+            ctx.fail(f"with the draft equal to the target (do_sample={do_sample}) every draft token is accepted, so "
+                     f"{p['n']} tokens take {rounds} target calls of K + 1 = {p['K'] + 1} tokens (plus at most one "
+                     f"prefill of the prompt or a prefix of it); the target was called {len(target.calls)} times",
+                     calls=len(target.calls))
 
 
 @st.composite
@@ -266,37 +282,16 @@ def _decode_stat_examples(draw) -> dict:
     return p
 
 
-def _check_decode_distribution(ctx: Context, p: dict) -> None:
+@invariant("speculative_decode.distribution.chi_square", kind="statistical", examples=_decode_stat_examples(),
+           budget=0.5,
+           statement="Sampled continuations follow the target model's exact sequence distribution: Pearson chi-square "
+                     f"over every continuation of 2 tokens, {DECODE_DRAWS} draws, false-alarm rate {ALPHA:g}.",
+           source=f"{LEVIATHAN}, Theorem 3.5")
+def check_decode_distribution(ctx: Context, p: dict) -> None:
     target, ids = toy(p), prompt(ctx, p)
     rows = ids.repeat(DECODE_DRAWS, 1)
-    draft = ref_decoding.ToyLM(p["V"], p["seed"] + 100, scale=6.0)  # confident where the target is not: many rejections
+    draft = ref_search.ToyLM(p["V"], p["seed"] + 100, scale=6.0)  # confident where the target is not: many rejections
     out = _decode(ctx, p, target, draft, rows, do_sample=True)
     seqs, probs = sequence_distribution(target, ids[0], p["n"], None, None)
-    assert_sequence_distribution(ctx, out[:, ids.shape[-1] :], seqs, probs, f"{DECODE_DRAWS} speculative continuations")
-
-
-DECODE = Component(
-    name="speculative_decode",
-    family="decoding",
-    signature=f"speculative_decode(target_{MODEL}, draft_model, input_ids: Int[B, L], max_new_tokens: int, num_draft_tokens: int, "
-              "do_sample: bool = True, generator: torch.Generator | None = None) -> Int[B, L + n]",
-    summary="Draft num_draft_tokens tokens, verify them with one target call, keep the accepted ones; repeat.",
-    reference=ref.speculative_decode,
-    dtypes=(),
-    invariants=(
-        Invariant("speculative_decode.greedy.equals_greedy",
-                  "With do_sample=False the output is greedy decoding of the target model, whatever the draft model.",
-                  f"{LEVIATHAN} (temperature 0); transformers assisted generation", "property", _decode_examples(),
-                  _check_decode_greedy),
-        Invariant("speculative_decode.equal_draft.one_call_per_round",
-                  "With the draft model equal to the target every draft token is accepted: n new tokens take ceil(n / (K + 1)) "
-                  "target calls (greedy and sampling), plus at most one call on the prompt or a prefix of it (a KV-cache prefill).", f"{LEVIATHAN}, sec. 3.3 (expected tokens per iteration)", "property",
-                  _decode_examples(), _check_decode_calls),
-        Invariant("speculative_decode.distribution.chi_square",
-                  f"Sampled continuations follow the target model's exact sequence distribution: Pearson chi-square over every "
-                  f"continuation of 2 tokens, {DECODE_DRAWS} draws, false-alarm rate {ALPHA:g}.",
-                  f"{LEVIATHAN}, Theorem 3.5", "statistical", _decode_stat_examples(), _check_decode_distribution, budget=0.5),
-    ),
-)
-
-COMPONENTS = (RULE, STEP, DECODE)
+    assert_sequence_distribution(ctx, out[:, ids.shape[-1] :], seqs, probs,
+                                 f"{DECODE_DRAWS} speculative continuations")

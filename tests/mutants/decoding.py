@@ -3,19 +3,21 @@
 import torch
 
 from lmspec.reference.decoding import search as ref
-from lmspec.reference.decoding import variants as variants
-from lmspec.reference.decoding import speculative as spec
+from lmspec.reference.decoding import speculative, variants
 
 
 # --- greedy and sampling -------------------------------------------------------------------------------------
 
 
-def greedy_last_token_only(model, input_ids, max_new_tokens, eos_token_id=None, pad_token_id=None, min_new_tokens=0, context_size=None):
+def greedy_last_token_only(model, input_ids, max_new_tokens, eos_token_id=None, pad_token_id=None, min_new_tokens=0,
+                           context_size=None):
     """Feeds the model only the last token (a bigram decoder)."""
-    return ref.greedy_search(model, input_ids, max_new_tokens, eos_token_id, pad_token_id, min_new_tokens, context_size=1)
+    return ref.greedy_search(model, input_ids, max_new_tokens, eos_token_id, pad_token_id, min_new_tokens,
+                             context_size=1)
 
 
-def greedy_no_padding_after_eos(model, input_ids, max_new_tokens, eos_token_id=None, pad_token_id=None, min_new_tokens=0, context_size=None):
+def greedy_no_padding_after_eos(model, input_ids, max_new_tokens, eos_token_id=None, pad_token_id=None,
+                                min_new_tokens=0, context_size=None):
     """Keeps decoding finished rows, and only stops at max_new_tokens."""
     ids = input_ids
     for step in range(max_new_tokens):
@@ -26,16 +28,19 @@ def greedy_no_padding_after_eos(model, input_ids, max_new_tokens, eos_token_id=N
     return ids
 
 
-def greedy_crop_off_by_one(model, input_ids, max_new_tokens, eos_token_id=None, pad_token_id=None, min_new_tokens=0, context_size=None):
+def greedy_crop_off_by_one(model, input_ids, max_new_tokens, eos_token_id=None, pad_token_id=None, min_new_tokens=0,
+                           context_size=None):
     crop = None if context_size is None else context_size + 1
     return ref.greedy_search(model, input_ids, max_new_tokens, eos_token_id, pad_token_id, min_new_tokens, crop)
 
 
-def sample_argmax(model, input_ids, max_new_tokens, generator=None, eos_token_id=None, pad_token_id=None, min_new_tokens=0):
+def sample_argmax(model, input_ids, max_new_tokens, generator=None, eos_token_id=None, pad_token_id=None,
+                  min_new_tokens=0):
     return ref.greedy_search(model, input_ids, max_new_tokens, eos_token_id, pad_token_id, min_new_tokens)
 
 
-def sample_search_global_rng(model, input_ids, max_new_tokens, generator=None, eos_token_id=None, pad_token_id=None, min_new_tokens=0):
+def sample_search_global_rng(model, input_ids, max_new_tokens, generator=None, eos_token_id=None, pad_token_id=None,
+                             min_new_tokens=0):
     return ref.sample_search(model, input_ids, max_new_tokens, None, eos_token_id, pad_token_id, min_new_tokens)
 
 
@@ -75,7 +80,8 @@ def beam_one_token_short(model, input_ids, num_beams, max_new_tokens, **kw):
 
 def beam_eos_not_finalized(model, input_ids, num_beams, max_new_tokens, **kw):
     """Ignores EOS: hypotheses run on through it to max_new_tokens."""
-    return ref.beam_search(model, input_ids, num_beams, max_new_tokens, **{**kw, "eos_token_id": None, "pad_token_id": None})
+    return ref.beam_search(model, input_ids, num_beams, max_new_tokens,
+                           **{**kw, "eos_token_id": None, "pad_token_id": None})
 
 
 def beam_min_new_ignored(model, input_ids, num_beams, max_new_tokens, **kw):
@@ -92,14 +98,16 @@ def diverse_ignores_groups(model, input_ids, num_beams, num_beam_groups, diversi
 
 
 def diverse_penalizes_own_group(model, input_ids, num_beams, num_beam_groups, diversity_penalty, max_new_tokens, **kw):
-    """Penalizes the next token by its frequency in the last generated position of every beam, its own group's included."""
+    """Penalizes the next token by its frequency in the last generated position of every beam, its own group's
+    included."""
     def penalized(ids):
         logits = model(ids).clone()
         if ids.shape[-1] > input_ids.shape[-1]:
             counts = torch.bincount(ids[:, -1], minlength=logits.shape[-1]).to(logits.dtype)
             logits[:, -1] = logits[:, -1].log_softmax(-1) - diversity_penalty * counts
         return logits
-    return ref.diverse_beam_search(penalized, input_ids, num_beams, num_beam_groups, diversity_penalty, max_new_tokens, **kw)
+    return ref.diverse_beam_search(penalized, input_ids, num_beams, num_beam_groups, diversity_penalty, max_new_tokens,
+                                   **kw)
 
 
 # --- speculative decoding ------------------------------------------------------------------------------------
@@ -107,18 +115,18 @@ def diverse_penalizes_own_group(model, input_ids, num_beams, num_beam_groups, di
 
 def acceptance_no_residual(target_probs, draft_probs):
     """On rejection resamples from the target itself."""
-    accept, _ = spec.speculative_acceptance(target_probs, draft_probs)
+    accept, _ = speculative.speculative_acceptance(target_probs, draft_probs)
     return accept, target_probs.clone()
 
 
 def acceptance_unclamped(target_probs, draft_probs):
-    _, residual = spec.speculative_acceptance(target_probs, draft_probs)
+    _, residual = speculative.speculative_acceptance(target_probs, draft_probs)
     return target_probs / draft_probs, residual
 
 
 def acceptance_target_probability(target_probs, draft_probs):
     """Accepts with probability p(x) instead of p(x) / q(x)."""
-    _, residual = spec.speculative_acceptance(target_probs, draft_probs)
+    _, residual = speculative.speculative_acceptance(target_probs, draft_probs)
     return target_probs.clone(), residual
 
 
@@ -135,7 +143,8 @@ def _sampling_with_residual_p(draft_tokens, draft_probs, target_probs, generator
     n = (u * q < p).to(torch.int64).cumprod(-1).sum(-1)
     rows = torch.arange(b)
     sampled = torch.multinomial(target_probs[rows, n].double(), 1, generator=generator).squeeze(-1)
-    out = torch.where(torch.arange(k + 1)[None] < n[:, None], torch.cat([draft_tokens, torch.zeros_like(n)[:, None]], -1), -1)
+    drafts_then_zero = torch.cat([draft_tokens, torch.zeros_like(n)[:, None]], -1)
+    out = torch.where(torch.arange(k + 1)[None] < n[:, None], drafts_then_zero, -1)
     out[rows, n] = sampled
     return out
 
@@ -143,33 +152,38 @@ def _sampling_with_residual_p(draft_tokens, draft_probs, target_probs, generator
 def sampling_accepts_by_target_prob(draft_tokens, draft_probs, target_probs, generator=None):
     """Accepts while u < p(x), ignoring q(x)."""
     ones = torch.ones_like(draft_probs)
-    return spec.speculative_sampling(draft_tokens, ones, target_probs, generator)
+    return speculative.speculative_sampling(draft_tokens, ones, target_probs, generator)
 
 
 def sampling_global_rng(draft_tokens, draft_probs, target_probs, generator=None):
-    return spec.speculative_sampling(draft_tokens, draft_probs, target_probs, None)
+    return speculative.speculative_sampling(draft_tokens, draft_probs, target_probs, None)
 
 
-def decode_greedy_accepts_drafts(target_model, draft_model, input_ids, max_new_tokens, num_draft_tokens, do_sample=True, generator=None):
+def decode_greedy_accepts_drafts(target_model, draft_model, input_ids, max_new_tokens, num_draft_tokens, do_sample=True,
+                                 generator=None):
     """Greedy mode keeps the draft tokens without checking them against the target."""
     if do_sample:
-        return spec.speculative_decode(target_model, draft_model, input_ids, max_new_tokens, num_draft_tokens, True, generator)
+        return speculative.speculative_decode(target_model, draft_model, input_ids, max_new_tokens, num_draft_tokens,
+                                              True, generator)
     return ref.greedy_search(draft_model, input_ids, max_new_tokens)
 
 
-def decode_one_call_per_token(target_model, draft_model, input_ids, max_new_tokens, num_draft_tokens, do_sample=True, generator=None):
+def decode_one_call_per_token(target_model, draft_model, input_ids, max_new_tokens, num_draft_tokens, do_sample=True,
+                              generator=None):
     """Verifies the draft with one target call per token."""
-    return spec.speculative_decode(target_model, draft_model, input_ids, max_new_tokens, 0, do_sample, generator)
+    return speculative.speculative_decode(target_model, draft_model, input_ids, max_new_tokens, 0, do_sample, generator)
 
 
-def decode_no_residual(target_model, draft_model, input_ids, max_new_tokens, num_draft_tokens, do_sample=True, generator=None):
+def decode_no_residual(target_model, draft_model, input_ids, max_new_tokens, num_draft_tokens, do_sample=True,
+                       generator=None):
     """Samples the draft, accepts with the right probability, but resamples rejections from the target."""
-    original = spec.speculative_sampling
-    spec.speculative_sampling = _sampling_with_residual_p
+    original = speculative.speculative_sampling
+    speculative.speculative_sampling = _sampling_with_residual_p
     try:
-        return spec.speculative_decode(target_model, draft_model, input_ids, max_new_tokens, num_draft_tokens, do_sample, generator)
+        return speculative.speculative_decode(target_model, draft_model, input_ids, max_new_tokens, num_draft_tokens,
+                                              do_sample, generator)
     finally:
-        spec.speculative_sampling = original
+        speculative.speculative_sampling = original
 
 
 # --- contrastive search, DoLa, grammar -----------------------------------------------------------------------
@@ -259,10 +273,12 @@ def grammar_mask_after_sampling(model, input_ids, transitions, accepting, eos_to
     return ids
 
 
-def grammar_uniform_over_allowed(model, input_ids, transitions, accepting, eos_token_id, max_new_tokens, generator=None):
+def grammar_uniform_over_allowed(model, input_ids, transitions, accepting, eos_token_id, max_new_tokens,
+                                 generator=None):
     """Ignores the model: uniform over the allowed tokens."""
     flat = lambda ids: torch.zeros_like(model(ids))  # noqa: E731
-    return variants.grammar_constrained_sample(flat, input_ids, transitions, accepting, eos_token_id, max_new_tokens, generator)
+    return variants.grammar_constrained_sample(flat, input_ids, transitions, accepting, eos_token_id, max_new_tokens,
+                                               generator)
 
 
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
