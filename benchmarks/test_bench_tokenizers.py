@@ -38,9 +38,9 @@ def text_of(name: str) -> str:
 
 def _trainer(impl: str):
     if impl == "reference":
-        return bpe.bpe_train
+        return bpe.bpe_train_fast
     if impl == "naive":
-        return bpe.bpe_train_naive
+        return bpe.bpe_train
     pytest.importorskip("tokenizers")
     return load_target("tokenizers:Tokenizer", "bpe_train", "hf_tokenizers").fn
 
@@ -63,7 +63,7 @@ def test_bpe_train(measure, benchmark, name, vocab_size, impl):
         vocab, merges = measure(lambda: train(text, vocab_size, [EOT]), group=group, min_rounds=1 if slow else 3,
                                 max_rounds=3 if slow else 20, **info)
     if impl == "naive":
-        assert (vocab, merges) == bpe.bpe_train(text, vocab_size, [EOT])  # same result, only slower
+        assert (vocab, merges) == bpe.bpe_train_fast(text, vocab_size, [EOT])  # same result, only slower
     assert len(vocab) == 257 + len(merges) <= vocab_size
 
 
@@ -118,7 +118,7 @@ def test_stream_encode_memory(measure, benchmark, big_files, mb, mode):
     """Peak traced Python memory while encoding a file: `encode_iterable(open(path))` holds a line, a short tail
     and the pre-token cache (bounded by Tokenizer.CACHE_SIZE, here 4,096 entries for both modes), flat in the file
     size; `encode(path.read_text())` holds the text and every id."""
-    tok = bpe.Tokenizer(*bpe.bpe_train(text_of("generated-5MB")[:200_000], 2000, [EOT]), [EOT])
+    tok = bpe.Tokenizer(*bpe.bpe_train_fast(text_of("generated-5MB")[:200_000], 2000, [EOT]), [EOT])
     tok.CACHE_SIZE = 1 << 12
     path = big_files[mb]
 

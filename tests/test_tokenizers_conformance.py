@@ -26,7 +26,8 @@ def _run(component: str, path: str, adapter: str, only=None, target=None):
 def conforms(component: str, path: str, adapter: str) -> set[str]:
     """Run every invariant; all pass or are unsupported. Returns the unsupported invariant ids."""
     results = _run(component, path, adapter)
-    bad = [f"{r.verdict} {r.invariant}: {r.message}\n  {r.reproduce}" for r in results if r.verdict not in ("pass", "unsupported")]
+    bad = [f"{r.verdict} {r.invariant}: {r.message}\n  {r.reproduce}" for r in results
+           if r.verdict not in ("pass", "unsupported")]
     assert not bad, "\n".join(bad)
     return {r.invariant for r in results if r.verdict == "unsupported"}
 
@@ -37,7 +38,8 @@ def without_declarations(component: str, path: str, adapter: str):
 
 
 LIBRARIES = [
-    ("bpe_tokenizer", HF, "hf_tokenizers", {"bpe_tokenizer.roundtrip.lone_surrogates", "bpe_tokenizer.stream.equals_encode"}),
+    ("bpe_tokenizer", HF, "hf_tokenizers",
+     {"bpe_tokenizer.roundtrip.lone_surrogates", "bpe_tokenizer.stream.equals_encode"}),
     ("gpt2_tokenizer", HF, "hf_tokenizers", {"gpt2_tokenizer.roundtrip.lone_surrogates"}),
     ("wordpiece_tokenizer", HF, "hf_tokenizers", set()),
     ("unigram_tokenizer", HF, "hf_tokenizers", {"unigram_tokenizer.sampling.distribution"}),
@@ -54,7 +56,8 @@ def test_library_conforms(component, path, adapter, unsupported):
 
 def test_hf_lone_surrogates_declaration_is_real():
     target = without_declarations("bpe_tokenizer", HF, "hf_tokenizers")
-    results = _run("bpe_tokenizer", HF, "hf_tokenizers", only={"bpe_tokenizer.roundtrip.lone_surrogates"}, target=target)
+    results = _run("bpe_tokenizer", HF, "hf_tokenizers", only={"bpe_tokenizer.roundtrip.lone_surrogates"},
+                   target=target)
     assert [r.verdict for r in results] == ["fail"] and "raised" in results[0].message
 
 
@@ -63,7 +66,8 @@ def test_hf_bpe_trainer_differs_only_in_its_tie_break():
     lexicographically greatest byte pair; everything else conforms."""
     results = _run("bpe_train", HF, "hf_tokenizers")
     verdicts = {r.invariant: r.verdict for r in results}
-    assert {k for k, v in verdicts.items() if v != "pass"} == {"bpe_train.merges.tie_break", "bpe_train.reference.matches"}, \
+    differ = {"bpe_train.merges.tie_break", "bpe_train.reference.matches"}
+    assert {k for k, v in verdicts.items() if v != "pass"} == differ, \
         [(r.invariant, r.message) for r in results if r.verdict != "pass"]
 
 

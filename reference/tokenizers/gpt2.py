@@ -24,7 +24,7 @@ VOCAB_FILE, MERGES_FILE = "gpt2_vocab.json", "gpt2_merges.txt"
 @functools.lru_cache(maxsize=1)
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character table (encoder.py, `bytes_to_unicode`)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     table, n = {b: chr(b) for b in printable}, 0
     for b in range(256):
         if b not in table:
@@ -35,7 +35,8 @@ def bytes_to_unicode() -> dict[int, str]:
 
 def gpt2_dir() -> Path | None:
     """Where GPT-2's files are: $LMSPEC_GPT2_DIR, else ../shared/fixtures beside this checkout; None if absent."""
-    candidates = [os.environ.get("LMSPEC_GPT2_DIR"), Path(__file__).resolve().parents[2] / "shared" / "fixtures"]
+    checkout = Path(__file__).resolve().parents[2]  # reference/tokenizers/gpt2.py -> the repository root
+    candidates = [os.environ.get("LMSPEC_GPT2_DIR"), checkout.parent / "shared" / "fixtures"]
     for candidate in candidates:
         if candidate and (Path(candidate) / VOCAB_FILE).is_file() and (Path(candidate) / MERGES_FILE).is_file():
             return Path(candidate)

@@ -116,7 +116,8 @@ class Unigram:
 
     def save(self, path: str | os.PathLike) -> None:
         """JSON: {"unk_id": ..., "pieces": [[piece, score], ...]} (Hugging Face's Unigram vocab layout)."""
-        Path(path).write_text(json.dumps({"unk_id": self.unk_id, "pieces": self.pieces}, ensure_ascii=False), encoding="utf-8")
+        data = {"unk_id": self.unk_id, "pieces": self.pieces}
+        Path(path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Unigram":

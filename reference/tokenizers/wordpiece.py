@@ -33,7 +33,8 @@ WHITE_SPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u
 
 
 def is_punctuation(ch: str) -> bool:
-    return (ch.isascii() and not ch.isalnum() and ch.isprintable() and ch != " ") or unicodedata.category(ch).startswith("P")
+    ascii_punctuation = ch.isascii() and not ch.isalnum() and ch.isprintable() and ch != " "
+    return ascii_punctuation or unicodedata.category(ch).startswith("P")
 
 
 def bert_pretokenize(text: str) -> list[str]:
@@ -58,7 +59,8 @@ def _read_text(text_or_path: str | os.PathLike) -> str:
 
 
 @typechecked
-def wordpiece_train(text_or_path: str | os.PathLike, vocab_size: int, special_tokens: Sequence[str] = BERT_SPECIAL_TOKENS) -> list[str]:
+def wordpiece_train(text_or_path: str | os.PathLike, vocab_size: int,
+                    special_tokens: Sequence[str] = BERT_SPECIAL_TOKENS) -> list[str]:
     """The vocabulary in id order: special tokens, the sorted alphabet (word-initial characters and "##"
     continuations), then one token per merge. Each merge joins the adjacent pair with the highest
     freq(ab) / (freq(a) freq(b)), compared exactly as fractions; ties go to the lexicographically greatest
@@ -124,7 +126,8 @@ class WordPiece:
     """Greedy longest-match-first WordPiece over BERT pre-tokens; `decode` joins with spaces and glues "##"
     continuations to the token before them (Hugging Face's WordPiece decoder with cleanup=False)."""
 
-    def __init__(self, vocab: dict[str, int] | Sequence[str], unk_token: str = "[UNK]", max_input_chars_per_word: int = 100):
+    def __init__(self, vocab: dict[str, int] | Sequence[str], unk_token: str = "[UNK]",
+                 max_input_chars_per_word: int = 100):
         self.vocab = dict(vocab) if isinstance(vocab, dict) else {t: i for i, t in enumerate(vocab)}
         if unk_token not in self.vocab:
             raise ValueError(f"unk_token {unk_token!r} is not in the vocabulary")
@@ -170,6 +173,7 @@ class WordPiece:
         Path(path).write_text("\n".join(ordered) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | os.PathLike, unk_token: str = "[UNK]", max_input_chars_per_word: int = 100) -> "WordPiece":
+    def load(cls, path: str | os.PathLike, unk_token: str = "[UNK]",
+             max_input_chars_per_word: int = 100) -> "WordPiece":
         tokens = Path(path).read_text(encoding="utf-8").split("\n")[:-1]
         return cls(tokens, unk_token, max_input_chars_per_word)

@@ -1,4 +1,4 @@
-"""Inputs and target calls shared by the tokenizer invariants (spec/tokenizers*.py).
+"""Inputs and target calls shared by the tokenizer invariants (spec/tokenizers/).
 
 Texts are drawn by Hypothesis; training corpora are generated from a seed (a Zipf-distributed lexicon of
 syllables, multi-byte characters included), so every example is a small JSON dict that `--replay` reproduces.
@@ -19,10 +19,13 @@ from hypothesis import strategies as st
 from ...reference.tokenizers import bpe as ref_bpe
 from ...reference.tokenizers import gpt2 as ref_gpt2
 from ...reference.tokenizers.pretokenize import valid_unicode
-from ..core import Context, Violation
+from ..checks import show
+from ..core import Context
 from ..guard import DEFAULT_TIMEOUT_S, GuardedTarget
 
 ENDOFTEXT = "<|endoftext|>"
+#: what every tokenizer builder returns (the components' signatures say it)
+TOKENIZER_PROTOCOL = "tokenizer = object with encode(text: str) -> list[int] and decode(ids: list[int]) -> str"
 
 #: strings that break naive tokenizers: emoji (ZWJ sequences, skin tones, flags), combining marks alone and
 #: stacked, NUL, BOM, zero-width space, CJK, right-to-left scripts, unusual white space, contractions, digits.
@@ -113,9 +116,10 @@ def corpus_of(p: dict, special_tokens: Sequence[str] = ()) -> str:
 
 @functools.lru_cache(maxsize=128)
 def trained_bpe(seed: int, words: int, zipf: bool, merges: int, special_tokens: tuple[str, ...]) -> tuple[dict, list]:
-    """Reference-trained (vocab, merges): the vocabulary every bpe_tokenizer check builds its target from."""
+    """Reference-trained (vocab, merges): the vocabulary every bpe_tokenizer check builds its target from
+    (`bpe_train_fast`, equal to the readable `bpe_train` and faster)."""
     text = corpus(seed, words, special_tokens, zipf)
-    return ref_bpe.bpe_train(text, 256 + len(special_tokens) + merges, special_tokens)
+    return ref_bpe.bpe_train_fast(text, 256 + len(special_tokens) + merges, special_tokens)
 
 
 # --- GPT-2 files: the real ones when present, else synthetic ones in the same format ----------------------
@@ -149,7 +153,7 @@ _SYNTHETIC_DIR: list[tempfile.TemporaryDirectory] = []
 def synthetic_gpt2_files() -> tuple[str, str]:
     """GPT-2-format files of a reference-trained BPE (400 merges), with GPT-2's id layout: the 256 bytes in
     `bytes_to_unicode` order, then the merges, then <|endoftext|> (what tiktoken's loader checks)."""
-    vocab, merges = ref_bpe.bpe_train(corpus(2019, 6000, (ENDOFTEXT,), lexicon=300), 256 + 1 + 400, (ENDOFTEXT,))
+    vocab, merges = ref_bpe.bpe_train_fast(corpus(2019, 6000, (ENDOFTEXT,), lexicon=300), 256 + 1 + 400, (ENDOFTEXT,))
     table = ref_gpt2.bytes_to_unicode()
     order = sorted(range(256), key=lambda b: table[b])  # GPT-2's order: printable bytes, then the others
     layout = {k: bytes([b]) for k, b in enumerate(order)}
@@ -183,7 +187,8 @@ def build(ctx: Context, *args: Any) -> Any:
     return tok
 
 
-def call(ctx: Context, tok: Any, method: str, *args: Any) -> Any:
+def call_method(ctx: Context, tok: Any, method: str, *args: Any) -> Any:
+    """`tok.method(*args)`, guarded like the target itself (time limit; an exception is the target's failure)."""
     fn = getattr(tok, method, None)
     if not callable(fn):
         ctx.fail(f"the tokenizer ({type(tok).__name__}) has no callable {method}()")
@@ -192,7 +197,7 @@ def call(ctx: Context, tok: Any, method: str, *args: Any) -> Any:
 
 
 def ids_of(ctx: Context, out: Any, what: str = "encode") -> list[int]:
-    """A list of ints from a target's output (any iterable of integers), else a Violation."""
+    """A list of ints from a target's output (any iterable of integers), else a violation."""
     try:
         ids = list(out)
     except TypeError:
@@ -204,18 +209,19 @@ def ids_of(ctx: Context, out: Any, what: str = "encode") -> list[int]:
 
 
 def encode(ctx: Context, tok: Any, text: str) -> list[int]:
-    return ids_of(ctx, call(ctx, tok, "encode", text))
+    return ids_of(ctx, call_method(ctx, tok, "encode", text))
 
 
 def decode(ctx: Context, tok: Any, ids: list[int]) -> str:
-    out = call(ctx, tok, "decode", list(ids))
+    out = call_method(ctx, tok, "decode", list(ids))
     if not isinstance(out, str):
         ctx.fail(f"decode returned {type(out).__name__}, expected str")
     return out
 
 
-def show(value: Any, limit: int = 160) -> str:
-    text = repr(value)
+def clip(value: Any, limit: int = 160) -> str:
+    """`show(value)`, cut to `limit` characters: texts and id lists in messages stay readable."""
+    text = show(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -224,9 +230,8 @@ def first_difference(a: Sequence, b: Sequence) -> int:
 
 
 def fail_sequences(ctx: Context, what: str, got: Sequence, expected: Sequence, **details: Any) -> None:
+    """Report two sequences that should be equal (ids, merges, tokens) by their first difference."""
     i = first_difference(got, expected)
-    raise Violation(
-        f"{what}: differs at position {i} of {len(expected)}: got {show(list(got[i:i + 6]))}, "
-        f"expected {show(list(expected[i:i + 6]))}",
-        position=i, got=show(list(got)), expected=show(list(expected)), **details,
-    )
+    ctx.fail(f"{what}: differs at position {i} of {len(expected)}: got {clip(list(got[i:i + 6]))}, "
+             f"expected {clip(list(expected[i:i + 6]))}",
+             position=i, got=clip(list(got)), expected=clip(list(expected)), **details)

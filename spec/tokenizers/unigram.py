@@ -1,4 +1,4 @@
-"""Invariants of Unigram training (`unigram_train`) and segmentation (`unigram_tokenizer`).
+"""Unigram training (`unigram_train`) and segmentation (`unigram_tokenizer`), and their invariants.
 
 Segmentations of short strings are enumerated by brute force, so Viterbi optimality and the sampling
 distribution are checked against exact values, not against the reference. Scores for the optimality check
@@ -15,13 +15,36 @@ from collections import Counter
 from hypothesis import strategies as st
 
 from ...reference.tokenizers import unigram as ref
-from .inputs import build, call, corpus, decode, encode, fail_sequences, ids_of, record, seeds, show
-from ..core import Context, Invariant, Violation
+from .inputs import (TOKENIZER_PROTOCOL, build, call_method, clip, corpus, decode, encode, fail_sequences, ids_of,
+                     seeds)
+from .training import assert_deterministic, assert_same_tokens, corpus_examples, train
+from ..checks import assert_equal, assert_within, show
+from ..core import Component, Context, invariant
+
+UNIGRAM_TRAIN = Component(
+    name="unigram_train",
+    signature="unigram_train(text_or_path: str | os.PathLike, vocab_size: int, special_tokens: list[str]) -> "
+              "list[tuple[str, float]]  (pieces with log-probability scores; ' ' is written '\u2581')",
+    summary="Unigram LM training: EM from a seed vocabulary, pruning the pieces whose removal costs least.",
+    reference=ref.unigram_train,
+    dtypes=(),
+)
+
+UNIGRAM_TOKENIZER = Component(
+    name="unigram_tokenizer",
+    signature=f"Unigram(pieces: list[tuple[str, float]], unk_id: int) -> tokenizer; {TOKENIZER_PROTOCOL}; optional "
+              f"sample_encode(text: str, alpha: float, seed: int) -> list[int]  (' ' <-> '\u2581', no dummy prefix)",
+    summary="Unigram LM segmentation: Viterbi (maximum score) and sampling proportional to exp(alpha x score).",
+    reference=ref.Unigram,
+    dtypes=(),
+    features={"sampling": "the tokenizer has sample_encode(text, alpha, seed), deterministic given seed"},
+)
 
 SP = ref.SPACE
 TRAIN_SOURCE = "Kudo 2018, Subword Regularization, sec. 3.2 (EM, pruning by loss, characters kept)"
 VITERBI_SOURCE = "Kudo 2018, sec. 3.1 (Viterbi); sentencepiece src/unigram_model.cc"
-SAMPLING_SOURCE = "Kudo 2018, sec. 2.2 and 3.1 (P(x) ** alpha, forward-filtering backward-sampling); sentencepiece Lattice::Sample"
+SAMPLING_SOURCE = ("Kudo 2018, sec. 2.2 and 3.1 (P(x) ** alpha, forward-filtering backward-sampling); "
+                   "sentencepiece Lattice::Sample")
 ALPHABETS = ("ab", "ab" + SP, "abc" + SP, "日本" + SP)
 UNCOVERED = "xyz"
 SAMPLING_DRAWS = 1000
@@ -105,22 +128,29 @@ def _pieces_from_ids(ctx: Context, ids: list[int], pieces: list[tuple[str, float
                  f"covered): {ids}")
     segs = tuple(pieces[i][0] for i in ids)
     if "".join(segs) != text.replace(" ", SP):
-        ctx.fail(f"encode({text!r}) gave pieces {show(segs)}, which do not spell the text (spaces as {SP!r})")
+        ctx.fail(f"encode({text!r}) gave pieces {clip(segs)}, which do not spell the text (spaces as {SP!r})")
     return segs
 
 
+@invariant("unigram_tokenizer.viterbi.max_likelihood", source=VITERBI_SOURCE,
+           examples=piece_examples(10, min_len=6, min_pieces=8, lattice=True),
+           statement="encode returns a segmentation of maximal total score (checked against every segmentation of "
+                     "strings up to 10 characters).")
 def check_max_likelihood(ctx: Context, p: dict) -> None:
     pieces = pieces_of(p, dyadic=True)
     tok = build(ctx, list(pieces), 0)
     segs = _pieces_from_ids(ctx, encode(ctx, tok, p["text"]), pieces, p["text"])
     scores = dict(pieces[1:])
     best_seg, best = max(segmentations(p["text"].replace(" ", SP), scores), key=lambda t: t[1])
-    got = sum(scores[s] for s in segs)
-    if got != best:
-        raise Violation(f"encode({p['text']!r}) = {show(segs)} scores {got}; the best segmentation {show(best_seg)} "
-                        f"scores {best}", score=got, best=best)
+    # scores are multiples of 1/16: path scores are exact, so the best score is matched exactly
+    assert_equal(ctx, sum(scores[s] for s in segs), best,
+                 f"the score of encode({p['text']!r}) = {clip(segs)} (the best segmentation is {clip(best_seg)})")
 
 
+@invariant("unigram_tokenizer.viterbi.matches_reference", kind="differential",
+           examples=piece_examples(40, uncovered=True), source=VITERBI_SOURCE,
+           statement="The ids equal the reference's Viterbi segmentation, uncovered characters included (each run is "
+                     "one <unk>).")
 def check_viterbi_reference(ctx: Context, p: dict) -> None:
     pieces = pieces_of(p, dyadic=False)
     ids = encode(ctx, build(ctx, list(pieces), 0), p["text"])
@@ -130,6 +160,8 @@ def check_viterbi_reference(ctx: Context, p: dict) -> None:
                             f"characters: one <unk> per run)", ids, expected)
 
 
+@invariant("unigram_tokenizer.roundtrip", examples=piece_examples(40), source=VITERBI_SOURCE,
+           statement="decode(encode(s)) == s when every character of s is a piece (' ' is written '\u2581').")
 def check_roundtrip(ctx: Context, p: dict) -> None:
     tok = build(ctx, pieces_of(p, dyadic=False), 0)
     back = decode(ctx, tok, encode(ctx, tok, p["text"]))
@@ -137,6 +169,13 @@ def check_roundtrip(ctx: Context, p: dict) -> None:
         ctx.fail(f"decode(encode(s)) != s: s = {p['text']!r}, got {back!r}")
 
 
+@invariant("unigram_tokenizer.sampling.distribution", kind="statistical", requires=("sampling",), budget=0.5,
+           examples=piece_examples(6, min_len=3, min_pieces=6, alpha=st.sampled_from([0.1, 0.25, 0.5])),
+           source=SAMPLING_SOURCE,
+           statement=f"sample_encode(s, alpha, seed) draws each segmentation with probability proportional to "
+                     f"exp(alpha x score), at the drawn alpha and at alpha = 2: {SAMPLING_DRAWS} draws each, every "
+                     f"segmentation (rare ones pooled) within {SAMPLING_Z:g} standard deviations of its expected "
+                     f"count, a false-alarm rate below 2e-6 per example.")
 def check_sampling(ctx: Context, p: dict) -> None:
     pieces = pieces_of(p, dyadic=False)
     tok = build(ctx, list(pieces), 0)
@@ -152,7 +191,7 @@ def _check_sampling_at(ctx: Context, p: dict, pieces, tok, alpha: float) -> None
     prob = {seg: math.exp(l - z) for (seg, _), l in zip(segs, logits)}
     seen: Counter = Counter()
     for k in range(SAMPLING_DRAWS):
-        ids = ids_of(ctx, call(ctx, tok, "sample_encode", text, alpha, p["seed"] * 7919 + k), "sample_encode")
+        ids = ids_of(ctx, call_method(ctx, tok, "sample_encode", text, alpha, p["seed"] * 7919 + k), "sample_encode")
         seen[_pieces_from_ids(ctx, ids, pieces, text)] += 1
     n = SAMPLING_DRAWS
     groups = [[seg] for seg in prob if n * prob[seg] >= 10]
@@ -163,17 +202,16 @@ def _check_sampling_at(ctx: Context, p: dict, pieces, tok, alpha: float) -> None
         expected = sum(prob[s] for s in group)
         observed = sum(seen[s] for s in group)
         sd = math.sqrt(n * expected * (1 - expected)) or 1.0
-        if abs(observed - n * expected) > SAMPLING_Z * sd:
-            raise Violation(f"sampled {show(group[0]) if len(group) == 1 else f'{len(group)} rare segmentations'} "
-                            f"{observed} times in {n} draws, expected {n * expected:.1f} +- {sd:.1f} "
-                            f"(P proportional to exp({alpha} x score))", observed=observed, expected=n * expected)
+        what = clip(group[0]) if len(group) == 1 else f"{len(group)} rare segmentations"
+        assert_within(ctx, observed, n * expected, SAMPLING_Z * sd,
+                      f"times {what} was sampled in {n} draws (sd {sd:.1f}; P proportional to exp({alpha} x score))")
 
 
 # --- training -----------------------------------------------------------------------------------------------
 
 
 def train_examples() -> st.SearchStrategy[dict]:
-    return record(seed=seeds(), words=st.integers(4, 16), zipf=st.booleans(), extra=st.integers(1, 12))
+    return corpus_examples(4, 16, extra=st.integers(1, 12))
 
 
 def _corpus(p: dict) -> str:
@@ -184,44 +222,51 @@ def _size(p: dict) -> int:
     return 1 + len(set(_corpus(p).replace(" ", SP))) + p["extra"]
 
 
-def _train(ctx: Context, p: dict) -> list[tuple[str, float]]:
-    out = ctx.target(_corpus(p), _size(p), ["<unk>"])
+def read_pieces(out) -> list[tuple[str, float]]:
     try:
-        pieces = [(str(a), float(b)) for a, b in out]
+        return [(str(a), float(b)) for a, b in out]
     except (TypeError, ValueError):
-        ctx.fail(f"unigram_train returned {type(out).__name__}, expected a list of (piece, score)")
-    return pieces
+        raise TypeError("expected a list of (piece, score)") from None
+
+
+def _train(ctx: Context, p: dict) -> list[tuple[str, float]]:
+    return train(ctx, read_pieces, _corpus(p), _size(p), ["<unk>"])
 
 
 def _normal(pieces: list[tuple[str, float]]) -> list[tuple[str, float]]:
     return [(a, b) for a, b in pieces if a != "<unk>"]
 
 
+@invariant("unigram_train.vocab.size", examples=train_examples(), source=TRAIN_SOURCE,
+           statement="Exactly vocab_size unique pieces, the special tokens included.")
 def check_train_size(ctx: Context, p: dict) -> None:
     pieces = _train(ctx, p)
     names = [a for a, _ in pieces]
     if len(set(names)) != len(names):
-        ctx.fail(f"pieces repeat: {show([a for a, n in Counter(names).items() if n > 1])}")
+        ctx.fail(f"pieces repeat: {clip([a for a, n in Counter(names).items() if n > 1])}")
     if "<unk>" not in names:
         ctx.fail("the special token <unk> is missing")
     if len(pieces) != _size(p):
         ctx.fail(f"{len(pieces)} pieces, expected vocab_size = {_size(p)}")
 
 
+@invariant("unigram_train.vocab.keeps_characters", examples=train_examples(), source=TRAIN_SOURCE,
+           statement="Every character of the corpus (' ' as '\u2581') is a piece.")
 def check_keeps_characters(ctx: Context, p: dict) -> None:
     names = {a for a, _ in _train(ctx, p)}
     missing = set(_corpus(p).replace(" ", SP)) - names
     if missing:
-        ctx.fail(f"characters of the corpus are not pieces: {show(sorted(missing))}")
+        ctx.fail(f"characters of the corpus are not pieces: {clip(sorted(missing))}")
 
 
+@invariant("unigram_train.scores.log_probabilities", examples=train_examples(), source=TRAIN_SOURCE,
+           statement="Scores of the non-special pieces are log-probabilities: <= 0, and their probabilities sum to 1.")
 def check_log_probabilities(ctx: Context, p: dict) -> None:
     scores = [b for _, b in _normal(_train(ctx, p))]
     if not all(math.isfinite(s) and s <= 0 for s in scores):
-        ctx.fail(f"scores must be finite log-probabilities <= 0: {show(scores)}")
-    total = math.log(sum(math.exp(s) for s in scores))
-    if abs(total) > 1e-9 * len(scores):
-        ctx.fail(f"the pieces' probabilities sum to exp({total:.3g}), not 1", log_total=total)
+        ctx.fail(f"scores must be finite log-probabilities <= 0: {clip(scores)}")
+    assert_within(ctx, math.log(sum(math.exp(s) for s in scores)), 0.0, 1e-9 * len(scores),
+                  "log of the sum of the pieces' probabilities")
 
 
 def viterbi_loss(pieces: list[tuple[str, float]], text: str) -> float:
@@ -230,6 +275,9 @@ def viterbi_loss(pieces: list[tuple[str, float]], text: str) -> float:
     return -sum(n * sum(model.scores[i] for i in model.viterbi(w)) for w, n in words.items())
 
 
+@invariant("unigram_train.loss.beats_characters", examples=train_examples(), source=TRAIN_SOURCE,
+           statement="The trained pieces give the training corpus a lower Viterbi loss than the maximum-likelihood "
+                     "character-only model.")
 def check_beats_characters(ctx: Context, p: dict) -> None:
     text = _corpus(p)
     loss = viterbi_loss(_normal(_train(ctx, p)), text)
@@ -237,59 +285,22 @@ def check_beats_characters(ctx: Context, p: dict) -> None:
     total = sum(chars.values())
     char_loss = -sum(n * math.log(n / total) for n in chars.values())
     if not loss < char_loss:
-        ctx.fail(f"the trained pieces give the corpus a Viterbi loss of {loss:.4f} nats, no better than the "
-                 f"character-only unigram model's {char_loss:.4f}", loss=loss, char_loss=char_loss)
+        got, chars_only = show(loss, char_loss)
+        ctx.fail(f"the trained pieces give the corpus a Viterbi loss of {got} nats, no better than the character-only "
+                 f"unigram model's {chars_only}", loss=loss, char_loss=char_loss)
 
 
+@invariant("unigram_train.deterministic", examples=train_examples(), source=TRAIN_SOURCE,
+           statement="Two identical calls return the same pieces and scores.")
 def check_train_deterministic(ctx: Context, p: dict) -> None:
-    first, second = _train(ctx, p), _train(ctx, p)
-    if first != second:
-        fail_sequences(ctx, "two identical calls trained different pieces", second, first)
+    assert_deterministic(ctx, lambda: _train(ctx, p), "pieces")
 
 
+@invariant("unigram_train.reference.matches", kind="differential", examples=train_examples(), source=TRAIN_SOURCE,
+           statement="The pieces equal the reference trainer's, and the scores agree within 1e-9.")
 def check_train_reference(ctx: Context, p: dict) -> None:
     got = dict(_train(ctx, p))
     expected = dict(ref.unigram_train(_corpus(p), _size(p), ["<unk>"]))
-    if set(got) != set(expected):
-        ctx.fail(f"pieces differ from the reference's: extra {show(sorted(set(got) - set(expected)))}, missing "
-                 f"{show(sorted(set(expected) - set(got)))}")
-    worst = max(abs(got[k] - expected[k]) for k in got)
-    if worst > 1e-9:
-        ctx.fail(f"scores differ from the reference's by up to {worst:.3g}", max_abs=worst)
-
-
-def _inv(name, statement, check, examples, source, kind="property", requires=(), budget=1.0):
-    return Invariant(id=name, statement=statement, source=source, kind=kind, examples=examples, check=check,
-                     requires=frozenset(requires), budget=budget)
-
-
-TOKENIZER_INVARIANTS = (
-    _inv("unigram_tokenizer.viterbi.max_likelihood", "encode returns a segmentation of maximal total score (checked "
-         "against every segmentation of strings up to 10 characters).", check_max_likelihood,
-         piece_examples(10, min_len=6, min_pieces=8, lattice=True), VITERBI_SOURCE),
-    _inv("unigram_tokenizer.viterbi.matches_reference", "The ids equal the reference's Viterbi segmentation, "
-         "uncovered characters included (each run is one <unk>).", check_viterbi_reference,
-         piece_examples(40, uncovered=True), VITERBI_SOURCE, "differential"),
-    _inv("unigram_tokenizer.roundtrip", "decode(encode(s)) == s when every character of s is a piece (' ' is "
-         "written '\u2581').", check_roundtrip, piece_examples(40), VITERBI_SOURCE),
-    _inv("unigram_tokenizer.sampling.distribution", f"sample_encode(s, alpha, seed) draws each segmentation with "
-         f"probability proportional to exp(alpha x score), at the drawn alpha and at alpha = 2: {SAMPLING_DRAWS} draws "
-         f"each, every segmentation (rare ones pooled) within {SAMPLING_Z:g} standard deviations of its expected count, "
-         f"a false-alarm rate below 2e-6 per example.", check_sampling, piece_examples(6, min_len=3, min_pieces=6, alpha=st.sampled_from([0.1, 0.25, 0.5])), SAMPLING_SOURCE,
-         "statistical", requires=("sampling",), budget=0.5),
-)
-
-TRAIN_INVARIANTS = (
-    _inv("unigram_train.vocab.size", "Exactly vocab_size unique pieces, the special tokens included.", check_train_size,
-         train_examples(), TRAIN_SOURCE),
-    _inv("unigram_train.vocab.keeps_characters", "Every character of the corpus (' ' as '\u2581') is a piece.",
-         check_keeps_characters, train_examples(), TRAIN_SOURCE),
-    _inv("unigram_train.scores.log_probabilities", "Scores of the non-special pieces are log-probabilities: <= 0, "
-         "and their probabilities sum to 1.", check_log_probabilities, train_examples(), TRAIN_SOURCE),
-    _inv("unigram_train.loss.beats_characters", "The trained pieces give the training corpus a lower Viterbi loss "
-         "than the maximum-likelihood character-only model.", check_beats_characters, train_examples(), TRAIN_SOURCE),
-    _inv("unigram_train.deterministic", "Two identical calls return the same pieces and scores.",
-         check_train_deterministic, train_examples(), TRAIN_SOURCE),
-    _inv("unigram_train.reference.matches", "The pieces equal the reference trainer's, and the scores agree within "
-         "1e-9.", check_train_reference, train_examples(), TRAIN_SOURCE, "differential"),
-)
+    assert_same_tokens(ctx, set(got), set(expected), "pieces")
+    worst = max(got, key=lambda k: abs(got[k] - expected[k]))
+    assert_within(ctx, got[worst], expected[worst], 1e-9, f"the score of {worst!r} (the furthest from the reference's)")

@@ -1,4 +1,4 @@
-"""Invariants of WordPiece training (`wordpiece_train`) and encoding (`wordpiece_tokenizer`).
+"""WordPiece training (`wordpiece_train`) and encoding (`wordpiece_tokenizer`), and their invariants.
 
 Words are BERT pre-tokens (reference/tokenizers/wordpiece.py `bert_pretokenize`: white space and punctuation), the
 definition both components share.
@@ -13,8 +13,28 @@ from fractions import Fraction
 from hypothesis import strategies as st
 
 from ...reference.tokenizers import wordpiece as ref
-from .inputs import TRICKY, build, corpus, corpus_of, decode, encode, fail_sequences, record, seeds, show
-from ..core import Context, Invariant, Violation
+from .inputs import (TOKENIZER_PROTOCOL, TRICKY, build, clip, corpus, corpus_of, decode, encode, fail_sequences, record,
+                     seeds)
+from .training import assert_deterministic, assert_same_tokens, corpus_examples, train
+from ..core import Component, Context, invariant
+
+WORDPIECE_TRAIN = Component(
+    name="wordpiece_train",
+    signature="wordpiece_train(text_or_path: str | os.PathLike, vocab_size: int, special_tokens: list[str]) -> "
+              "list[str]  (the vocabulary; continuation tokens start with '##')",
+    summary="WordPiece training: merge the pair of highest freq(ab) / (freq(a) freq(b)) over BERT pre-tokens.",
+    reference=ref.wordpiece_train,
+    dtypes=(),
+)
+
+WORDPIECE_TOKENIZER = Component(
+    name="wordpiece_tokenizer",
+    signature=f"WordPiece(vocab: dict[str, int], unk_token: str, max_input_chars_per_word: int) -> tokenizer; "
+              f"{TOKENIZER_PROTOCOL}  (BERT pre-tokens, no lower-casing; decode joins words with spaces)",
+    summary="Greedy longest-match-first WordPiece encoding with [UNK] and a per-word character limit.",
+    reference=ref.WordPiece,
+    dtypes=(),
+)
 
 TRAIN_SOURCE = "Schuster & Nakajima 2012; Hugging Face course ch. 6.6 (score = freq(ab) / (freq(a) freq(b)))"
 ENCODE_SOURCE = "google-research/bert tokenization.py WordpieceTokenizer; Hugging Face tokenizers models::wordpiece"
@@ -32,19 +52,24 @@ def _base(text: str, special_tokens) -> int:
 
 
 def train_examples(max_extra: int = 40) -> st.SearchStrategy[dict]:
-    return record(seed=seeds(), words=st.integers(10, 80), zipf=st.booleans(), extra=st.integers(1, max_extra),
-                  special_tokens=st.sampled_from(SPECIAL_SETS))
+    return corpus_examples(10, 80, extra=st.integers(1, max_extra), special_tokens=st.sampled_from(SPECIAL_SETS))
+
+
+def read_vocab(out) -> list[str]:
+    if not isinstance(out, (list, tuple)) or not all(isinstance(t, str) for t in out):
+        raise TypeError("expected a list of str tokens")
+    return list(out)
 
 
 def _train(ctx: Context, p: dict, extra: int | None = None) -> tuple[str, list[str], int]:
     text = corpus_of(p)
     size = _base(text, p["special_tokens"]) + (p["extra"] if extra is None else extra)
-    out = ctx.target(text, size, list(p["special_tokens"]))
-    if not isinstance(out, (list, tuple)) or not all(isinstance(t, str) for t in out):
-        ctx.fail(f"wordpiece_train returned {type(out).__name__}, expected a list of str tokens")
-    return text, list(out), size
+    return text, train(ctx, read_vocab, text, size, p["special_tokens"]), size
 
 
+@invariant("wordpiece_train.vocab.size", examples=train_examples(200), source=TRAIN_SOURCE,
+           statement="The vocabulary has exactly vocab_size tokens, or fewer only when every word of the corpus is "
+                     "already one token.")
 def check_size(ctx: Context, p: dict) -> None:
     text, vocab, size = _train(ctx, p)
     if len(vocab) > size:
@@ -56,15 +81,18 @@ def check_size(ctx: Context, p: dict) -> None:
                      f"e.g. {whole[0]!r}")
 
 
+@invariant("wordpiece_train.vocab.contents", examples=train_examples(), source=TRAIN_SOURCE,
+           statement="Tokens are unique and include the special tokens and every first letter and '##'-continuation "
+                     "letter of the corpus's words.")
 def check_contents(ctx: Context, p: dict) -> None:
     text, vocab, _ = _train(ctx, p)
     repeated = [t for t, n in Counter(vocab).items() if n > 1]
     if repeated:
-        ctx.fail(f"tokens appear more than once: {show(repeated)}")
+        ctx.fail(f"tokens appear more than once: {clip(repeated)}")
     missing = (set(p["special_tokens"]) | _alphabet(text)) - set(vocab)
     if missing:
         ctx.fail(f"the vocabulary lacks special tokens or alphabet units (first letters and ##continuations): "
-                 f"{show(sorted(missing))}")
+                 f"{clip(sorted(missing))}")
 
 
 def pair_scores(text: str) -> dict[tuple[str, str], Fraction]:
@@ -85,6 +113,9 @@ def _joined(a: str, b: str) -> str:
     return a + b[len(ref.PREFIX):] if b.startswith(ref.PREFIX) else a + b
 
 
+@invariant("wordpiece_train.merge.max_score", examples=train_examples(), source=TRAIN_SOURCE,
+           statement="The first merge joins a pair of maximal score freq(ab) / (freq(a) freq(b)), not of maximal "
+                     "frequency.")
 def check_max_score(ctx: Context, p: dict) -> None:
     text, vocab, _ = _train(ctx, p, extra=1)
     scores = pair_scores(text)
@@ -95,25 +126,25 @@ def check_max_score(ctx: Context, p: dict) -> None:
     allowed = {_joined(*q) for q, s in scores.items() if s == best}
     if new != [] and not set(new) <= allowed:
         by_freq = max(scores, key=lambda q: scores[q])
-        raise Violation(f"with room for one merge the trainer added {show(new)}; the pair(s) of maximal score "
-                        f"freq(ab) / (freq(a) freq(b)) = {best} make {show(sorted(allowed))} (e.g. {by_freq!r})",
-                        added=show(new))
+        ctx.fail(f"with room for one merge the trainer added {clip(new)}; the pair(s) of maximal score "
+                 f"freq(ab) / (freq(a) freq(b)) = {best} make {clip(sorted(allowed))} (e.g. {by_freq!r})",
+                 added=clip(new))
     if not new:
-        ctx.fail(f"with room for one merge the trainer added no token (expected one of {show(sorted(allowed))})")
+        ctx.fail(f"with room for one merge the trainer added no token (expected one of {clip(sorted(allowed))})")
 
 
+@invariant("wordpiece_train.deterministic", examples=train_examples(), source=TRAIN_SOURCE,
+           statement="Two identical calls return the same vocabulary.")
 def check_deterministic(ctx: Context, p: dict) -> None:
-    first, second = _train(ctx, p)[1], _train(ctx, p)[1]
-    if first != second:
-        fail_sequences(ctx, "two identical calls trained different vocabularies", second, first)
+    assert_deterministic(ctx, lambda: _train(ctx, p)[1], "vocabularies")
 
 
+@invariant("wordpiece_train.reference.matches", kind="differential", examples=train_examples(), source=TRAIN_SOURCE,
+           statement="The vocabulary's tokens equal the reference trainer's (ties broken toward the lexicographically "
+                     "greatest pair).")
 def check_train_reference(ctx: Context, p: dict) -> None:
     text, vocab, size = _train(ctx, p)
-    expected = ref.wordpiece_train(text, size, p["special_tokens"])
-    if set(vocab) != set(expected):
-        ctx.fail(f"tokens differ from the reference's: extra {show(sorted(set(vocab) - set(expected)))}, missing "
-                 f"{show(sorted(set(expected) - set(vocab)))}")
+    assert_same_tokens(ctx, set(vocab), set(ref.wordpiece_train(text, size, p["special_tokens"])), "tokens")
 
 
 # --- encoding -----------------------------------------------------------------------------------------------
@@ -148,14 +179,21 @@ def _text(p: dict, noise: bool = True) -> str:
     return text + " " + " ".join(p["noise"]) if noise and p["noise"] else text
 
 
+@invariant("wordpiece_tokenizer.encode.greedy_longest_match", kind="differential", examples=encode_examples(),
+           source=ENCODE_SOURCE,
+           statement="Each word is split greedily: the longest vocabulary prefix, then the longest '##' continuation, "
+                     "and so on (the reference's ids).")
 def check_encode_reference(ctx: Context, p: dict) -> None:
     vocab, text = _vocab(p), _text(p)
     ids = encode(ctx, _tokenizer(ctx, p), text)
     expected = ref.WordPiece(vocab, "[UNK]", p["max_chars"]).encode(text)
     if ids != expected:
-        fail_sequences(ctx, f"encode({show(text)}) is not the greedy longest-match-first segmentation", ids, expected)
+        fail_sequences(ctx, f"encode({clip(text)}) is not the greedy longest-match-first segmentation", ids, expected)
 
 
+@invariant("wordpiece_tokenizer.encode.unknown_word", examples=encode_examples(), source=ENCODE_SOURCE,
+           statement="A word that cannot be covered is exactly one [UNK], and the words around it encode as they do "
+                     "alone.")
 def check_unknown_word(ctx: Context, p: dict) -> None:
     vocab, tok = _vocab(p), _tokenizer(ctx, p)
     left, right = _text(p, noise=False), corpus(p["text_seed"] + 1, 3)
@@ -168,6 +206,9 @@ def check_unknown_word(ctx: Context, p: dict) -> None:
                             f"its neighbours' tokens alone", ids, expected)
 
 
+@invariant("wordpiece_tokenizer.encode.max_chars", examples=encode_examples(), source=ENCODE_SOURCE,
+           statement="A word longer than max_input_chars_per_word characters is [UNK]; a coverable word of exactly "
+                     "that length is not.")
 def check_max_chars(ctx: Context, p: dict) -> None:
     vocab, tok = _vocab(p), _tokenizer(ctx, p)
     chars = [t for t in vocab if len(t) == 1 and ref.PREFIX + t in vocab and not ref.is_punctuation(t)]
@@ -176,8 +217,8 @@ def check_max_chars(ctx: Context, p: dict) -> None:
     c, n = chars[p["text_seed"] % len(chars)], p["max_chars"]
     at_limit, over = encode(ctx, tok, c * n), encode(ctx, tok, c * (n + 1))
     if over != [vocab["[UNK]"]]:
-        ctx.fail(f"a word of {n + 1} characters ({c!r} repeated) with max_input_chars_per_word={n} encodes to {show(over)}, "
-                 f"expected [UNK]")
+        ctx.fail(f"a word of {n + 1} characters ({c!r} repeated) with max_input_chars_per_word={n} encodes to "
+                 f"{clip(over)}, expected [UNK]")
     if at_limit == [vocab["[UNK]"]]:
         ctx.fail(f"a coverable word of exactly max_input_chars_per_word={n} characters became [UNK]")
 
@@ -187,41 +228,13 @@ def _coverable(p: dict, words: list[str]) -> list[str]:
     return [w for w in words if "[UNK]" not in reference.encode_word(w)]
 
 
+@invariant("wordpiece_tokenizer.decode.joins_words", examples=encode_examples(), source=ENCODE_SOURCE,
+           statement="For coverable text, decode(encode(s)) is the words of s joined by single spaces ('##' "
+                     "continuations glued to the token before).")
 def check_decode(ctx: Context, p: dict) -> None:
     tok = _tokenizer(ctx, p)
     words = _coverable(p, ref.bert_pretokenize(_text(p, noise=False)))
     text = " ".join(words)
     back = decode(ctx, tok, encode(ctx, tok, text))
     if back != text:
-        ctx.fail(f"decode(encode(s)) = {show(back)}, expected the words joined by spaces: {show(text)}")
-
-
-def _inv(name, statement, check, examples, source, kind="property"):
-    return Invariant(id=name, statement=statement, source=source, kind=kind, examples=examples, check=check)
-
-
-TRAIN_INVARIANTS = (
-    _inv("wordpiece_train.vocab.size", "The vocabulary has exactly vocab_size tokens, or fewer only when every word "
-         "of the corpus is already one token.", check_size, train_examples(200), TRAIN_SOURCE),
-    _inv("wordpiece_train.vocab.contents", "Tokens are unique and include the special tokens and every first letter "
-         "and '##'-continuation letter of the corpus's words.", check_contents, train_examples(), TRAIN_SOURCE),
-    _inv("wordpiece_train.merge.max_score", "The first merge joins a pair of maximal score freq(ab) / (freq(a) freq(b)), "
-         "not of maximal frequency.", check_max_score, train_examples(), TRAIN_SOURCE),
-    _inv("wordpiece_train.deterministic", "Two identical calls return the same vocabulary.", check_deterministic,
-         train_examples(), TRAIN_SOURCE),
-    _inv("wordpiece_train.reference.matches", "The vocabulary's tokens equal the reference trainer's (ties broken "
-         "toward the lexicographically greatest pair).", check_train_reference, train_examples(), TRAIN_SOURCE,
-         "differential"),
-)
-
-ENCODE_INVARIANTS = (
-    _inv("wordpiece_tokenizer.encode.greedy_longest_match", "Each word is split greedily: the longest vocabulary "
-         "prefix, then the longest '##' continuation, and so on (the reference's ids).", check_encode_reference,
-         encode_examples(), ENCODE_SOURCE, "differential"),
-    _inv("wordpiece_tokenizer.encode.unknown_word", "A word that cannot be covered is exactly one [UNK], and the words "
-         "around it encode as they do alone.", check_unknown_word, encode_examples(), ENCODE_SOURCE),
-    _inv("wordpiece_tokenizer.encode.max_chars", "A word longer than max_input_chars_per_word characters is [UNK]; a "
-         "coverable word of exactly that length is not.", check_max_chars, encode_examples(), ENCODE_SOURCE),
-    _inv("wordpiece_tokenizer.decode.joins_words", "For coverable text, decode(encode(s)) is the words of s joined by "
-         "single spaces ('##' continuations glued to the token before).", check_decode, encode_examples(), ENCODE_SOURCE),
-)
+        ctx.fail(f"decode(encode(s)) = {clip(back)}, expected the words joined by spaces: {clip(text)}")

@@ -26,37 +26,24 @@ def _counts(text_or_path, special_tokens, weighted=True, pretokenize=True):
     else:  # only split at special tokens: words span spaces and punctuation
         segments = regex.split("|".join(map(regex.escape, special_tokens)), text) if special_tokens else [text]
         counts = Counter(s.encode() for s in segments if s)
-    words = {tuple(bytes([b]) for b in w): (n if weighted else 1) for w, n in counts.items()}
-    return words
+    return {w: (n if weighted else 1) for w, n in bpe.byte_words(counts).items()}
 
 
-def _recount(words):
-    pairs = Counter()
-    for w, n in words.items():
-        for q in zip(w, w[1:]):
-            pairs[q] += n
-    return pairs
-
-
-def _naive(text_or_path, vocab_size, special_tokens, choose, weighted=True, pretokenize=True, update=True, n_merges=None):
+def _naive(text_or_path, vocab_size, special_tokens, choose, weighted=True, pretokenize=True, update=True):
+    """The reference's readable trainer (`bpe.bpe_train`) with a step changed."""
     vocab = bpe._initial_vocab(special_tokens)
     words = _counts(text_or_path, special_tokens, weighted, pretokenize)
     merges = []
-    n_merges = vocab_size - len(vocab) if n_merges is None else n_merges
-    while len(merges) < n_merges:
-        pairs = _recount(words)
+    while len(vocab) < vocab_size:
+        pairs = bpe.count_pairs(words)
         if not pairs:
             break
         best = choose(pairs)
         merges.append(best)
         vocab[len(vocab)] = best[0] + best[1]
         if update:
-            words = {bpe.merge_pair(w, best): n for w, n in words.items()}
+            words = bpe.merge_words(words, best)
     return vocab, merges
-
-
-def _greatest(pairs):
-    return max(pairs, key=lambda p: (pairs[p], p))
 
 
 def train_missing_tie_break(text_or_path, vocab_size, special_tokens):
@@ -66,12 +53,12 @@ def train_missing_tie_break(text_or_path, vocab_size, special_tokens):
 
 def train_unweighted_counts(text_or_path, vocab_size, special_tokens):
     """Counts each distinct pre-token once, whatever its frequency."""
-    return _naive(text_or_path, vocab_size, special_tokens, _greatest, weighted=False)
+    return _naive(text_or_path, vocab_size, special_tokens, bpe.most_frequent, weighted=False)
 
 
 def train_splits_special_tokens(text_or_path, vocab_size, special_tokens):
     """Pre-tokenizes special tokens as ordinary text, so their insides are counted and merged."""
-    vocab, merges = _naive(text_or_path, vocab_size - len(special_tokens), [], _greatest)
+    vocab, merges = _naive(text_or_path, vocab_size - len(special_tokens), [], bpe.most_frequent)
     for token in special_tokens:
         vocab[len(vocab)] = token.encode()
     return vocab, merges
@@ -79,13 +66,13 @@ def train_splits_special_tokens(text_or_path, vocab_size, special_tokens):
 
 def train_no_pretokenization(text_or_path, vocab_size, special_tokens):
     """Counts pairs across spaces and punctuation (no GPT-2 pre-tokenization)."""
-    return _naive(text_or_path, vocab_size, special_tokens, _greatest, pretokenize=False)
+    return _naive(text_or_path, vocab_size, special_tokens, bpe.most_frequent, pretokenize=False)
 
 
 def train_stale_counts(text_or_path, vocab_size, special_tokens):
     """Counts pairs once, then merges them in that order, never recounting after a merge."""
     vocab = bpe._initial_vocab(special_tokens)
-    pairs = _recount(_counts(text_or_path, special_tokens))
+    pairs = bpe.count_pairs(_counts(text_or_path, special_tokens))
     merges = sorted(pairs, key=lambda p: (pairs[p], p), reverse=True)[: vocab_size - len(vocab)]
     for a, b in merges:
         vocab[len(vocab)] = a + b
@@ -94,16 +81,16 @@ def train_stale_counts(text_or_path, vocab_size, special_tokens):
 
 def train_words_not_updated(text_or_path, vocab_size, special_tokens):
     """Forgets to rewrite the words after a merge: the same pair wins again and again."""
-    return _naive(text_or_path, vocab_size, special_tokens, _greatest, update=False)
+    return _naive(text_or_path, vocab_size, special_tokens, bpe.most_frequent, update=False)
 
 
 def train_size_ignores_specials(text_or_path, vocab_size, special_tokens):
     """Makes vocab_size - 256 merges, forgetting that special tokens take vocabulary slots."""
-    return bpe.bpe_train(text_or_path, vocab_size + len(special_tokens), special_tokens)
+    return bpe.bpe_train_fast(text_or_path, vocab_size + len(special_tokens), special_tokens)
 
 
 def train_specials_not_in_vocab(text_or_path, vocab_size, special_tokens):
-    vocab, merges = bpe.bpe_train(text_or_path, vocab_size, special_tokens)
+    vocab, merges = bpe.bpe_train_fast(text_or_path, vocab_size, special_tokens)
     specials = {t.encode() for t in special_tokens}
     kept = [t for t in vocab.values() if t not in specials]
     return dict(enumerate(kept)), merges
@@ -111,7 +98,7 @@ def train_specials_not_in_vocab(text_or_path, vocab_size, special_tokens):
 
 def train_merges_reversed(text_or_path, vocab_size, special_tokens):
     """Returns the merges last-learned first (built by prepending)."""
-    vocab, merges = bpe.bpe_train(text_or_path, vocab_size, special_tokens)
+    vocab, merges = bpe.bpe_train_fast(text_or_path, vocab_size, special_tokens)
     return vocab, merges[::-1]
 
 
@@ -130,7 +117,7 @@ def train_random_tie_break(text_or_path, vocab_size, special_tokens):
 def train_file_blocks_split_pretokens(text_or_path, vocab_size, special_tokens):
     """Reads a file in 64-character blocks and pre-tokenizes each block on its own."""
     if not isinstance(text_or_path, Path):
-        return bpe.bpe_train(text_or_path, vocab_size, special_tokens)
+        return bpe.bpe_train_fast(text_or_path, vocab_size, special_tokens)
     text = text_or_path.read_text(encoding="utf-8")
     counts = Counter()
     for i in range(0, len(text), 64):
@@ -154,7 +141,7 @@ class MergesByFrequency(bpe.Tokenizer):
                 if not counts:
                     break
                 best = max(counts, key=lambda p: (counts[p], -self.ranks[p][0]))
-                words = [bpe._merge_word(w, *best, self.ranks[best][1]) for w in words]
+                words = [bpe.merge_pair(w, best, self.ranks[best][1]) for w in words]
             out += [i for w in words for i in w]
             if special is not None:
                 out.append(self.special_ids[special])
@@ -397,16 +384,11 @@ class WordPieceDecodeKeepsHashes(wordpiece.WordPiece):
 
 
 def unigram_keeps_no_characters(text_or_path, vocab_size, special_tokens):
-    """Prunes single characters like any other piece."""
-    words = unigram._words(text_or_path)
-    scores = unigram._seed(words, 1000, 16)
-    target = vocab_size - len(special_tokens)
-    scores = unigram._em(scores, words, 2)
-    while len(scores) > target:
-        scores = unigram._prune(scores, words, set(), max(target, int(len(scores) * 0.75)))
-        scores = unigram._em(scores, words, 2)
-    total = unigram._logsumexp(list(scores.values()))
-    return [(s, 0.0) for s in special_tokens] + [(p, v - total) for p, v in sorted(scores.items(), key=lambda t: -t[1])]
+    """Prunes single characters like any other piece: none is left (the other scores renormalised)."""
+    pieces = [(p, s) for p, s in unigram.unigram_train(text_or_path, vocab_size, special_tokens)
+              if p in special_tokens or len(p) > 1]
+    total = unigram._logsumexp([s for p, s in pieces if p not in special_tokens] or [0.0])
+    return [(p, s if p in special_tokens else s - total) for p, s in pieces]
 
 
 def unigram_size_ignores_specials(text_or_path, vocab_size, special_tokens):
