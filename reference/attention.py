@@ -1,5 +1,9 @@
 """Scaled dot-product attention and its variants: masks, GQA/MQA, multi-head, sliding window, KV cache, MLA.
 
+Read top to bottom: the masks, scaled dot-product attention built on them, then the variants built on it.
+Shapes: B batch, Hq query heads, Hkv key/value heads, Lq query length, Lk key length, E query/key head dim,
+Ev value head dim, D model dim.
+
 Sources:
 - Vaswani et al. 2017, "Attention Is All You Need", eq. 1 (scaled dot-product) and sec. 3.2.2 (multi-head).
 - torch.nn.functional.scaled_dot_product_attention (torch 2.13 docs): signature, boolean mask True = attend,
@@ -18,22 +22,28 @@ from typing import Literal
 import torch
 
 from ._typing import Bool, Float, Tensor, typechecked
+from .accounting.memory import kv_cache_bytes  # noqa: F401  (the KVCache's size, defined with the accounting family)
 from .positions import rope
 
 Alignment = Literal["top_left", "bottom_right"]
 
 
+# --- masks: which keys each query may see -------------------------------------------------------------------
+
+
 @typechecked
-def causal_mask(lq: int, lk: int, alignment: Alignment = "top_left", device: str | torch.device = "cpu") -> Bool[Tensor, "lq lk"]:
+def causal_mask(
+    lq: int, lk: int, alignment: Alignment = "top_left", device: str | torch.device = "cpu"
+) -> Bool[Tensor, "lq lk"]:
     """True where query i may attend key j.
 
     top_left (torch `is_causal`): j <= i. bottom_right (FlashAttention >= 2.1): j <= i + (lk - lq), i.e. the
     last query sees every key, as when the queries are the newest tokens after a cache of lk - lq.
     """
     offset = 0 if alignment == "top_left" else lk - lq
-    i = torch.arange(lq, device=device)[:, None]
-    j = torch.arange(lk, device=device)[None, :]
-    return j <= i + offset
+    i = torch.arange(lq, device=device)[:, None]  # [Lq, 1]
+    j = torch.arange(lk, device=device)[None, :]  # [1, Lk]
+    return j <= i + offset  # [Lq, Lk]
 
 
 @typechecked
@@ -46,25 +56,42 @@ def sliding_window_mask(lq: int, lk: int, window: int, device: str | torch.devic
     """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    p = torch.arange(lq, device=device)[:, None] + (lk - lq)
-    j = torch.arange(lk, device=device)[None, :]
-    return (j <= p) & (j > p - window)
+    p = torch.arange(lq, device=device)[:, None] + (lk - lq)  # [Lq, 1] absolute positions of the queries
+    j = torch.arange(lk, device=device)[None, :]  # [1, Lk]
+    return (j <= p) & (j > p - window)  # [Lq, Lk]
+
+
+# --- heads ----------------------------------------------------------------------------------------------------
 
 
 @typechecked
 def repeat_kv(x: Float[Tensor, "b hkv l e"], n_rep: int) -> Float[Tensor, "b hq l e"]:
     """Each KV head repeated for its group of n_rep consecutive query heads (HF `repeat_kv`, torch `enable_gqa`)."""
-    return x.repeat_interleave(n_rep, dim=1)
+    return x.repeat_interleave(n_rep, dim=1)  # [B, Hkv * n_rep, L, E]
+
+
+def _repeat_heads(x: Tensor, n_rep: int) -> Tensor:
+    """`repeat_kv` for any number of leading batch dims: [*b, Hkv, L, E] -> [*b, Hkv * n_rep, L, E]."""
+    return x.repeat_interleave(n_rep, dim=-3)
+
+
+def _split_heads(x: Tensor, heads: int) -> Tensor:
+    """[B, L, heads * E] -> [B, heads, L, E]: head h owns features h*E:(h+1)*E."""
+    b, l, _ = x.shape
+    return x.reshape(b, l, heads, -1).transpose(1, 2)
+
+
+# --- scaled dot-product attention -----------------------------------------------------------------------------
 
 
 def _masked_softmax(scores: Tensor, allowed: Tensor | None) -> Tensor:
     """Softmax over keys where fully masked rows give all-zero weights (torch's math path), not NaN."""
     if allowed is not None:
-        scores = scores.masked_fill(~allowed, float("-inf"))
-    row_max = scores.amax(dim=-1, keepdim=True)
+        scores = scores.masked_fill(~allowed, float("-inf"))  # [..., Lq, Lk]
+    row_max = scores.amax(dim=-1, keepdim=True)  # [..., Lq, 1]; -inf on a fully masked row
     row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    exp = (scores - row_max).exp()
-    total = exp.sum(dim=-1, keepdim=True)
+    exp = (scores - row_max).exp()  # [..., Lq, Lk]
+    total = exp.sum(dim=-1, keepdim=True)  # [..., Lq, 1]; 0 on a fully masked row
     return torch.where(total > 0, exp / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(exp))
 
 
@@ -91,27 +118,23 @@ def scaled_dot_product_attention(
     if hq != hkv:
         if not enable_gqa or hq % hkv:
             raise ValueError(f"{hq} query heads and {hkv} KV heads need enable_gqa=True and hq % hkv == 0")
-        key, value = _repeat_heads(key, hq // hkv), _repeat_heads(value, hq // hkv)
+        key, value = _repeat_heads(key, hq // hkv), _repeat_heads(value, hq // hkv)  # [*b, Hq, Lk, E], [.., Ev]
     scale = 1.0 / math.sqrt(e) if scale is None else scale
-    scores = (query @ key.transpose(-2, -1)) * scale
+    scores = (query @ key.transpose(-2, -1)) * scale  # [*b, Hq, Lq, Lk]
     lq, lk = query.shape[-2], key.shape[-2]
-    allowed = causal_mask(lq, lk, causal_alignment, query.device) if is_causal else None
+    allowed = causal_mask(lq, lk, causal_alignment, query.device) if is_causal else None  # [Lq, Lk]
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
-            allowed = attn_mask if allowed is None else allowed & attn_mask
+            allowed = attn_mask if allowed is None else allowed & attn_mask  # broadcastable to [*b, Hq, Lq, Lk]
         else:
-            scores = scores + attn_mask.to(scores.dtype)
+            scores = scores + attn_mask.to(scores.dtype)  # [*b, Hq, Lq, Lk]
     if allowed is not None:
-        allowed = allowed.expand_as(scores)
-    weights = _masked_softmax(scores, allowed)
+        allowed = allowed.expand_as(scores)  # [*b, Hq, Lq, Lk]
+    weights = _masked_softmax(scores, allowed)  # [*b, Hq, Lq, Lk]; each row sums to 1 (0 if it sees no key)
     if dropout_p > 0.0:
         keep = torch.rand(weights.shape, generator=generator, dtype=torch.float32, device=weights.device) >= dropout_p
-        weights = weights * keep.to(weights.dtype) / (1.0 - dropout_p)
-    return weights @ value
-
-
-def _repeat_heads(x: Tensor, n_rep: int) -> Tensor:
-    return x.repeat_interleave(n_rep, dim=-3)
+        weights = weights * keep.to(weights.dtype) / (1.0 - dropout_p)  # [*b, Hq, Lq, Lk]
+    return weights @ value  # [*b, Hq, Lq, Ev]
 
 
 @typechecked
@@ -123,13 +146,12 @@ def sliding_window_attention(
     scale: float | None = None,
 ) -> Float[Tensor, "b hq lq ev"]:
     """Causal attention restricted to the last `window` keys (see `sliding_window_mask`); GQA allowed."""
-    mask = sliding_window_mask(query.shape[-2], key.shape[-2], window, query.device)
+    mask = sliding_window_mask(query.shape[-2], key.shape[-2], window, query.device)  # [Lq, Lk]
+    # [B, Hq, Lq, Ev]
     return scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale, enable_gqa=True)
 
 
-def _split_heads(x: Tensor, heads: int) -> Tensor:
-    b, l, _ = x.shape
-    return x.reshape(b, l, heads, -1).transpose(1, 2)
+# --- multi-head (MHA, GQA, MQA) self-attention ----------------------------------------------------------------
 
 
 @typechecked
@@ -149,12 +171,12 @@ def multi_head_attention(
     uses KV head h // (num_heads / num_kv_heads) (Vaswani et al. 2017, sec. 3.2.2; Ainslie et al. 2023).
     No RoPE: positions are the positions family's concern.
     """
-    q = _split_heads(x @ w_q.T, num_heads)
-    k = _split_heads(x @ w_k.T, num_kv_heads)
-    v = _split_heads(x @ w_v.T, num_kv_heads)
-    out = scaled_dot_product_attention(q, k, v, is_causal=is_causal, enable_gqa=True)
+    q = _split_heads(x @ w_q.T, num_heads)  # [B, Hq, L, E]
+    k = _split_heads(x @ w_k.T, num_kv_heads)  # [B, Hkv, L, E]
+    v = _split_heads(x @ w_v.T, num_kv_heads)  # [B, Hkv, L, Ev]
+    out = scaled_dot_product_attention(q, k, v, is_causal=is_causal, enable_gqa=True)  # [B, Hq, L, Ev]
     b, _, l, _ = out.shape
-    return out.transpose(1, 2).reshape(b, l, -1) @ w_o.T
+    return out.transpose(1, 2).reshape(b, l, -1) @ w_o.T  # [B, L, Hq * Ev] -> [B, L, D]
 
 
 @typechecked
@@ -176,11 +198,15 @@ def multi_head_attention_per_head(
     heads = []
     for h in range(num_heads):
         kv = h // group
-        q = x @ w_q[h * e : (h + 1) * e].T
-        k = x @ w_k[kv * e : (kv + 1) * e].T
-        v = x @ w_v[kv * ev : (kv + 1) * ev].T
-        heads.append(scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], is_causal=is_causal)[:, 0])
-    return torch.cat(heads, dim=-1) @ w_o.T
+        q = x @ w_q[h * e : (h + 1) * e].T  # [B, L, E]
+        k = x @ w_k[kv * e : (kv + 1) * e].T  # [B, L, E]
+        v = x @ w_v[kv * ev : (kv + 1) * ev].T  # [B, L, Ev]
+        out = scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], is_causal=is_causal)  # [B, 1, L, Ev]
+        heads.append(out[:, 0])  # [B, L, Ev]
+    return torch.cat(heads, dim=-1) @ w_o.T  # [B, L, Hq * Ev] -> [B, L, D]
+
+
+# --- KV cache -------------------------------------------------------------------------------------------------
 
 
 class KVCache:
@@ -195,8 +221,8 @@ class KVCache:
         if self.keys[layer] is None:
             self.keys[layer], self.values[layer] = key, value
         else:
-            self.keys[layer] = torch.cat([self.keys[layer], key], dim=-2)
-            self.values[layer] = torch.cat([self.values[layer], value], dim=-2)
+            self.keys[layer] = torch.cat([self.keys[layer], key], dim=-2)  # [B, Hkv, T + Lnew, E]
+            self.values[layer] = torch.cat([self.values[layer], value], dim=-2)  # [B, Hkv, T + Lnew, Ev]
         return self.keys[layer], self.values[layer]
 
     @property
@@ -206,11 +232,6 @@ class KVCache:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values if t is not None)
-
-
-def kv_cache_bytes(num_layers: int, kv_heads: int, head_dim: int, tokens: int, batch: int, bytes_per_element: int) -> int:
-    """2 (K and V) x layers x kv_heads x head_dim x tokens x batch x bytes per element."""
-    return 2 * num_layers * kv_heads * head_dim * tokens * batch * bytes_per_element
 
 
 @typechecked
@@ -227,26 +248,26 @@ def cached_attention(
     New query t sits at absolute position lpast + t and sees keys 0..lpast + t (bottom-right alignment).
     Returns (output, cache_key', cache_value') with the new entries appended after the old ones.
     """
-    keys = torch.cat([cache_key, key], dim=-2)
-    values = torch.cat([cache_value, value], dim=-2)
+    keys = torch.cat([cache_key, key], dim=-2)  # [B, Hkv, Lpast + Lnew, E]
+    values = torch.cat([cache_value, value], dim=-2)  # [B, Hkv, Lpast + Lnew, Ev]
     out = scaled_dot_product_attention(
         query, keys, values, is_causal=True, scale=scale, enable_gqa=True, causal_alignment="bottom_right"
-    )
+    )  # [B, Hq, Lnew, Ev]
     return out, keys, values
 
 
-# --- Multi-head latent attention (DeepSeek-V2, sec. 2.1.2-2.1.3) -------------------------------------------
+# --- multi-head latent attention (DeepSeek-V2, sec. 2.1.2-2.1.3) -------------------------------------------------
 
 
 def _mla_parts(x, w_dkv, w_q, w_qr, w_kr, num_heads, rope_theta):
     """Shared pieces of both MLA forms: the latent c_KV (eq. 9), queries (eqs. 12-13 without query
     compression), and the decoupled RoPE key k_R (eq. 17), one per token, shared by all heads."""
     b, l, _ = x.shape
-    positions = torch.arange(l, device=x.device)
-    latent = x @ w_dkv.T  # [b, l, d_c]
-    q_c = _split_heads(x @ w_q.T, num_heads)  # [b, h, l, e]
-    q_r = rope(_split_heads(x @ w_qr.T, num_heads), positions, rope_theta)  # [b, h, l, e_r]
-    k_r = rope(x @ w_kr.T, positions, rope_theta)  # [b, l, e_r], shared across heads
+    positions = torch.arange(l, device=x.device)  # [L]
+    latent = x @ w_dkv.T  # [B, L, Dc]
+    q_c = _split_heads(x @ w_q.T, num_heads)  # [B, H, L, E]
+    q_r = rope(_split_heads(x @ w_qr.T, num_heads), positions, rope_theta)  # [B, H, L, Er]
+    k_r = rope(x @ w_kr.T, positions, rope_theta)  # [B, L, Er], shared across heads
     return latent, q_c, q_r, k_r
 
 
@@ -268,13 +289,13 @@ def multi_head_latent_attention(
     k_h = [W_UK_h c_KV ; k_R], q_h = [W_Q_h x ; RoPE(W_QR_h x)], scale 1/sqrt(e + e_r) (eqs. 14-19).
     """
     latent, q_c, q_r, k_r = _mla_parts(x, w_dkv, w_q, w_qr, w_kr, num_heads, rope_theta)
-    k_c = _split_heads(latent @ w_uk.T, num_heads)
-    v = _split_heads(latent @ w_uv.T, num_heads)
-    k = torch.cat([k_c, k_r[:, None].expand(-1, num_heads, -1, -1)], dim=-1)
-    q = torch.cat([q_c, q_r], dim=-1)
-    out = scaled_dot_product_attention(q, k, v, is_causal=True)
+    k_c = _split_heads(latent @ w_uk.T, num_heads)  # [B, H, L, E]
+    v = _split_heads(latent @ w_uv.T, num_heads)  # [B, H, L, Ev]
+    k = torch.cat([k_c, k_r[:, None].expand(-1, num_heads, -1, -1)], dim=-1)  # [B, H, L, E + Er]
+    q = torch.cat([q_c, q_r], dim=-1)  # [B, H, L, E + Er]
+    out = scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, L, Ev]; scale 1/sqrt(E + Er)
     b, _, l, _ = out.shape
-    return out.transpose(1, 2).reshape(b, l, -1) @ w_o.T
+    return out.transpose(1, 2).reshape(b, l, -1) @ w_o.T  # [B, L, H * Ev] -> [B, L, D]
 
 
 @typechecked
@@ -295,17 +316,18 @@ def multi_head_latent_attention_absorbed(
     latent, q_c, q_r, k_r = _mla_parts(x, w_dkv, w_q, w_qr, w_kr, num_heads, rope_theta)
     dc = latent.shape[-1]
     e = q_c.shape[-1]
-    w_uk_h = w_uk.reshape(num_heads, e, dc)
-    q_latent = q_c @ w_uk_h[None]  # [b, h, l, dc]: q_C^T W_UK_h
+    w_uk_h = w_uk.reshape(num_heads, e, dc)  # [H, E, Dc]
+    q_latent = q_c @ w_uk_h[None]  # [B, H, L, Dc]: q_C^T W_UK_h
     scale = 1.0 / math.sqrt(e + q_r.shape[-1])
+    # [B, H, L, L]: the latent part q_C^T W_UK_h c_KV plus the RoPE part q_R^T k_R
     scores = (q_latent @ latent[:, None].transpose(-2, -1) + q_r @ k_r[:, None].transpose(-2, -1)) * scale
     l = x.shape[1]
-    weights = _masked_softmax(scores, causal_mask(l, l, "top_left", x.device))
-    context = weights @ latent[:, None]  # [b, h, l, dc]
-    w_uv_h = w_uv.reshape(num_heads, -1, dc)
-    out = context @ w_uv_h.transpose(-2, -1)[None]  # [b, h, l, ev]
+    weights = _masked_softmax(scores, causal_mask(l, l, "top_left", x.device))  # [B, H, L, L]
+    context = weights @ latent[:, None]  # [B, H, L, Dc]
+    w_uv_h = w_uv.reshape(num_heads, -1, dc)  # [H, Ev, Dc]
+    out = context @ w_uv_h.transpose(-2, -1)[None]  # [B, H, L, Ev]
     b = x.shape[0]
-    return out.transpose(1, 2).reshape(b, l, -1) @ w_o.T
+    return out.transpose(1, 2).reshape(b, l, -1) @ w_o.T  # [B, L, H * Ev] -> [B, L, D]
 
 
 def mla_cache_elements_per_token(latent_dim: int, rope_dim: int) -> int:

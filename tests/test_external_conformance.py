@@ -163,7 +163,7 @@ def test_hf_eager_fully_masked_rows_are_uniform_not_zero():
 
 @pytest.mark.parametrize("path,adapter,component,invariant", [
     (HF_EAGER, "hf_eager", "attention", "attention.reference.matches"),
-    (HF_LLAMA, "hf_llama_attention", "multi_head_attention", "mha.heads.one_head_is_single_head_attention"),
+    (HF_LLAMA, "hf_llama_attention", "multi_head_attention", "multi_head_attention.heads.one_head_is_single_head_attention"),
 ])
 def test_hf_float64_is_float32_softmax(path, adapter, component, invariant):
     """Why float64 is declared unsupported: HF eager computes the softmax in float32, so a float64 check fails
@@ -181,7 +181,7 @@ def test_hf_llama_attention_conforms():
     pytest.importorskip("transformers")
     results = check_conforms("multi_head_attention", HF_LLAMA, "hf_llama_attention")
     every = {i.id for i in get_component("multi_head_attention").invariants}
-    expected = {(i, "float64") for i in every} | {("mha.reference.value_dim_differs", d) for d in ("float32", "float16", "bfloat16")}
+    expected = {(i, "float64") for i in every} | {("multi_head_attention.reference.value_dim_differs", d) for d in ("float32", "float16", "bfloat16")}
     assert unsupported(results) == expected
 
 
@@ -190,7 +190,7 @@ def test_hf_llama_attention_ev_ne_e_raises_clearly():
     pytest.importorskip("transformers")
     component = get_component("multi_head_attention")
     target = dataclasses.replace(load_target(HF_LLAMA, "multi_head_attention", "hf_llama_attention"), unsupported_features=frozenset())
-    result = run_invariant(component, component.invariant("mha.reference.value_dim_differs"), target, torch.float32, CONFIG)
+    result = run_invariant(component, component.invariant("multi_head_attention.reference.value_dim_differs"), target, torch.float32, CONFIG)
     assert result.verdict == "fail"
     assert "NotImplementedError" in result.message and "Ev=" in result.message, result.message
     params = result.counterexample["params"]

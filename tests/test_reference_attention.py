@@ -59,13 +59,14 @@ def test_per_head_wrapper_equals_fused_and_absorbed_mla_equals_explicit():
     fused = ref.multi_head_attention(x, **w, num_heads=3, num_kv_heads=1)
     torch.testing.assert_close(fused, ref.multi_head_attention_per_head(x, **w, num_heads=3, num_kv_heads=1))
     h, e, er, ev, dc = 3, 4, 2, 3, 5
-    args = (x, rand(dc, 12), rand(h * e, dc), rand(h * ev, dc), rand(h * e, 12), rand(h * er, 12), rand(er, 12), rand(12, h * ev), h)
+    args = (x, rand(dc, 12), rand(h * e, dc), rand(h * ev, dc), rand(h * e, 12), rand(h * er, 12), rand(er, 12),
+            rand(12, h * ev), h)
     torch.testing.assert_close(ref.multi_head_latent_attention(*args), ref.multi_head_latent_attention_absorbed(*args))
 
 
 def test_kv_cache_decoding_matches_full_forward_and_its_size_matches_the_formula():
     layers, b, hq, hkv, l, e = 3, 2, 4, 2, 6, 8
-    q, k, v = rand(b, hq, l, e, dtype=torch.float16), rand(b, hkv, l, e, dtype=torch.float16), rand(b, hkv, l, e, dtype=torch.float16)
+    q, k, v = (rand(b, h, l, e, dtype=torch.float16) for h in (hq, hkv, hkv))
     cache = ref.KVCache(layers)
     outs = []
     for t in range(l):
@@ -85,7 +86,8 @@ def test_mla_cache_is_latent_plus_rope_dims():
 
 def test_references_work_in_every_float_dtype_and_reject_bad_shapes():
     for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
-        out = ref.scaled_dot_product_attention(rand(1, 2, 3, 4, dtype=dtype), rand(1, 2, 5, 4, dtype=dtype), rand(1, 2, 5, 6, dtype=dtype))
+        q, k, v = rand(1, 2, 3, 4, dtype=dtype), rand(1, 2, 5, 4, dtype=dtype), rand(1, 2, 5, 6, dtype=dtype)
+        out = ref.scaled_dot_product_attention(q, k, v)
         assert out.dtype == dtype and out.shape == (1, 2, 3, 6)
     with pytest.raises(TypeCheckError):
         ref.scaled_dot_product_attention(rand(1, 2, 3, 4), rand(1, 2, 5, 3), rand(1, 2, 5, 6))  # E mismatch

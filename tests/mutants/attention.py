@@ -158,7 +158,8 @@ CAUGHT = [
 # --- multi-head, sliding-window, KV-cache and MLA ---------------------------------------------------------
 
 
-def _mha(x, w_q, w_k, w_v, w_o, num_heads, num_kv_heads, is_causal=True, *, split="heads_first", interleave=True, causal=True):
+def _mha(x, w_q, w_k, w_v, w_o, num_heads, num_kv_heads, is_causal=True, *, split="heads_first", interleave=True,
+         causal=True):
     b, l, _ = x.shape
 
     def heads(t, n):
@@ -183,7 +184,8 @@ def mha_assumes_ev_equals_e(x, w_q, w_k, w_v, w_o, num_heads, num_kv_heads, is_c
     """Splits the value projection with the query/key head dim E."""
     e = w_q.shape[0] // num_heads
     w_v = w_v[: num_kv_heads * e] if w_v.shape[0] >= num_kv_heads * e else torch.cat([w_v, w_v])[: num_kv_heads * e]
-    return _mha(x, w_q, w_k, w_v, w_o[:, : num_heads * e] if w_o.shape[1] >= num_heads * e else w_o, num_heads, num_kv_heads, is_causal)
+    w_o = w_o[:, : num_heads * e] if w_o.shape[1] >= num_heads * e else w_o
+    return _mha(x, w_q, w_k, w_v, w_o, num_heads, num_kv_heads, is_causal)
 
 
 def mha_ignores_causal(x, w_q, w_k, w_v, w_o, num_heads, num_kv_heads, is_causal=True):
@@ -235,8 +237,8 @@ def cache_prepends(query, key, value, cache_key, cache_value, scale=None):
     return _cached(query, key, value, cache_key, cache_value, scale, prepend=True)
 
 
-def _mla(x, w_dkv, w_uk, w_uv, w_q, w_qr, w_kr, w_o, num_heads, rope_theta=10000.0, *, rotate_key=True, with_rope_dim=True,
-         causal=True, split_heads_first=True):
+def _mla(x, w_dkv, w_uk, w_uv, w_q, w_qr, w_kr, w_o, num_heads, rope_theta=10000.0, *, rotate_key=True,
+         with_rope_dim=True, causal=True, split_heads_first=True):
     b, l, _ = x.shape
     pos = torch.arange(l, device=x.device)
 
@@ -279,23 +281,23 @@ def mla_heads_split_transposed(*args, **kwargs):
 # collected by tests/test_mutants.py.
 CAUGHT += [
     ("multi_head_attention", "mha_heads_split_transposed",
-     {"mha.heads.fused_equals_per_head", "mha.reference.matches"}),
-    ("multi_head_attention", "mha_gqa_modulo", {"mha.gqa.equals_repeated_kv", "mha.heads.fused_equals_per_head"}),
-    ("multi_head_attention", "mha_assumes_ev_equals_e", {"mha.reference.value_dim_differs"}),
+     {"multi_head_attention.heads.fused_equals_per_head", "multi_head_attention.reference.matches"}),
+    ("multi_head_attention", "mha_gqa_modulo", {"multi_head_attention.gqa.equals_repeated_kv", "multi_head_attention.heads.fused_equals_per_head"}),
+    ("multi_head_attention", "mha_assumes_ev_equals_e", {"multi_head_attention.reference.value_dim_differs"}),
     ("multi_head_attention", "mha_ignores_causal",
-     {"mha.causal.future_independence", "mha.heads.one_head_is_single_head_attention"}),
+     {"multi_head_attention.causal.future_independence", "multi_head_attention.heads.one_head_is_single_head_attention"}),
     ("sliding_window_attention", "window_one_too_wide",
-     {"sliding_window.reference.matches", "sliding_window.visible_keys"}),
-    ("sliding_window_attention", "window_one_too_narrow", {"sliding_window.visible_keys"}),
-    ("sliding_window_attention", "window_bidirectional", {"sliding_window.large_window_is_causal"}),
+     {"sliding_window_attention.reference.matches", "sliding_window_attention.visible_keys"}),
+    ("sliding_window_attention", "window_one_too_narrow", {"sliding_window_attention.visible_keys"}),
+    ("sliding_window_attention", "window_bidirectional", {"sliding_window_attention.large_window_is_causal"}),
     ("cached_attention", "cache_position_off_by_one",
-     {"kv_cache.decode_equals_full_forward", "kv_cache.reference.matches"}),
-    ("cached_attention", "cache_top_left", {"kv_cache.decode_equals_full_forward", "kv_cache.reference.matches"}),
-    ("cached_attention", "cache_prepends", {"kv_cache.appends_in_order"}),
-    ("multi_head_latent_attention", "mla_scale_ignores_rope_dim", {"mla.reference.matches"}),
-    ("multi_head_latent_attention", "mla_rope_key_not_rotated", {"mla.reference.matches"}),
-    ("multi_head_latent_attention", "mla_not_causal", {"mla.causal.future_independence"}),
-    ("multi_head_latent_attention", "mla_heads_split_transposed", {"mla.heads.shared_rope_key"}),
+     {"cached_attention.decode_equals_full_forward", "cached_attention.reference.matches"}),
+    ("cached_attention", "cache_top_left", {"cached_attention.decode_equals_full_forward", "cached_attention.reference.matches"}),
+    ("cached_attention", "cache_prepends", {"cached_attention.appends_in_order"}),
+    ("multi_head_latent_attention", "mla_scale_ignores_rope_dim", {"multi_head_latent_attention.reference.matches"}),
+    ("multi_head_latent_attention", "mla_rope_key_not_rotated", {"multi_head_latent_attention.reference.matches"}),
+    ("multi_head_latent_attention", "mla_not_causal", {"multi_head_latent_attention.causal.future_independence"}),
+    ("multi_head_latent_attention", "mla_heads_split_transposed", {"multi_head_latent_attention.heads.shared_rope_key"}),
 ]
 
 # mutants whose bug shows as an exception on a valid input (tests/test_mutants.py expects cause "raised")
