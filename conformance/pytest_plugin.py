@@ -1,28 +1,39 @@
 """pytest plugin: `pytest --lmspec-target COMPONENT=MODULE:ATTR` runs every invariant x dtype as a test item,
 so JUnit output, `-n` (pytest-xdist) and `-k` work as for any test.
 
+With `--lmspec-target` the run collects the lmspec items only: not the project's own tests (`testpaths`, or paths
+given on the command line), so `python -m pytest --lmspec-target attention=mykernels:attention` from a checkout
+checks the target and nothing else, and the header counts them ("collected 48 items / 44 deselected / 4 selected"
+with `-k`). The items come from one collector that stands in for the directory pytest would have searched.
+
 Also registers the Hypothesis profiles `ci`, `dev` and `fuzz`; `ci` is loaded unless another is chosen.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from . import profiles
 
+_TARGETS = pytest.StashKey[list]()
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("lmspec", "lmspec conformance")
     group.addoption("--lmspec-target", action="append", default=[], metavar="COMPONENT=MODULE:ATTR",
-                    help="check this target against the component's invariants (repeatable)")
+                    help="check this target against the component's invariants (repeatable); "
+                    "only lmspec items are collected then")
     group.addoption("--lmspec-adapter", action="append", default=[], metavar="COMPONENT=ADAPTER",
                     help="adapter for a component's target")
     group.addoption("--lmspec-option", action="append", default=[], metavar="KEY=VALUE", help="convention option")
     group.addoption("--lmspec-dtype", action="append", default=[], help="only these dtypes (repeatable)")
     group.addoption("--lmspec-profile", default="ci", choices=sorted(profiles.PROFILES))
     group.addoption("--lmspec-device", default="cpu")
+    group.addoption("--lmspec-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="set an environment variable before the targets are imported (repeatable)")
 
 
 def pytest_configure(config):
@@ -32,16 +43,95 @@ def pytest_configure(config):
 
     if not config.getoption("--hypothesis-profile", default=None):
         settings.load_profile("ci")
+    if config.getoption("--lmspec-target"):
+        config.stash[_TARGETS] = _load(config)
+        # collect from one directory, which pytest_collect_directory below answers with the lmspec items: the
+        # confcutdir (the rootdir unless given), so that it is the only path pytest walks (none of its parents)
+        start = config.known_args_namespace.confcutdir or str(config.rootpath)
+        config.args = [str(start)]
+        config.args_source = pytest.Config.ArgsSource.INVOCATION_DIR
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
     out = {}
     for item in values:
-        if "=" not in item:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
             raise pytest.UsageError(f"{flag} {item!r} is not KEY=VALUE")
-        key, value = item.split("=", 1)
         out[key] = value
     return out
+
+
+def _load(config) -> list[tuple]:
+    """(component, target, dtypes) for each --lmspec-target, everything checked before any item runs; a usage error
+    (exit 4, one line) for an unknown name, a target that cannot be loaded or a device torch cannot use."""
+    from lmspec.spec import components, get_component
+
+    from .loading import LoadError, check_device, load_target, unknown
+    from .runner import DTYPES, RunConfig
+
+    specs = _pairs(config.getoption("--lmspec-target"), "--lmspec-target")
+    adapters = _pairs(config.getoption("--lmspec-adapter"), "--lmspec-adapter")
+    options = _pairs(config.getoption("--lmspec-option"), "--lmspec-option")
+    env = _pairs(config.getoption("--lmspec-env"), "--lmspec-env")
+    device = config.getoption("--lmspec-device")
+    dtypes = config.getoption("--lmspec-dtype")
+    for name in list(adapters) + list(specs):
+        if name not in components():
+            raise pytest.UsageError(f"lmspec: {unknown('component', name, components(), '`lmspec list` shows them')}")
+    for name in dtypes:
+        if name not in DTYPES:
+            raise pytest.UsageError(f"lmspec: {unknown('dtype', name, DTYPES, 'known: ' + ', '.join(DTYPES))}")
+    try:
+        check_device(device)
+    except LoadError as exc:
+        raise pytest.UsageError(f"lmspec: --lmspec-device: {exc}") from None
+    os.environ.update(env)  # before the targets are imported
+    run_config = RunConfig(profile=config.getoption("--lmspec-profile"), device=device, options=options, env=env)
+    loaded = []
+    for name, path in specs.items():
+        component = get_component(name)
+        try:
+            component.resolve_options(options)
+            target = load_target(path, name, adapters.get(name))
+        except (ValueError, LoadError) as exc:
+            raise pytest.UsageError(f"lmspec: {exc}") from None
+        loaded.append((component, target, run_config, dtypes))
+    return loaded
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collect_directory(path, parent):
+    """With --lmspec-target, the one directory collected (see pytest_configure) yields the lmspec items."""
+    if _TARGETS in parent.config.stash and isinstance(parent, pytest.Session):
+        return LmspecCollector.from_parent(parent, name="lmspec", path=path, nodeid="")
+    return None
+
+
+class LmspecCollector(pytest.Collector):
+    """The root of the lmspec items: one TargetCollector per --lmspec-target."""
+
+    def collect(self):
+        for component, target, run_config, dtypes in self.config.stash[_TARGETS]:
+            yield TargetCollector.from_parent(self, name=f"lmspec[{component.name}]", component=component,
+                                              target=target, run_config=run_config, dtypes=dtypes)
+
+
+class TargetCollector(pytest.Collector):
+    """One target's items: every invariant x dtype of its component (node ids `::lmspec[COMPONENT]::ID[DTYPE]`)."""
+
+    def __init__(self, *, component, target, run_config, dtypes, **kwargs):
+        super().__init__(**kwargs)
+        self.component, self.target, self.run_config, self.dtypes = component, target, run_config, dtypes
+
+    def collect(self):
+        from .runner import dtype_name, selected_dtypes
+
+        for invariant in self.component.invariants:
+            for dtype in selected_dtypes(self.component, invariant, self.dtypes):
+                yield InvariantItem.from_parent(
+                    self, name=f"{invariant.id}[{dtype_name(dtype)}]", component=self.component, invariant=invariant,
+                    dtype=dtype, target=self.target, config_obj=self.run_config)
 
 
 class InvariantItem(pytest.Item):
@@ -80,29 +170,3 @@ class InvariantFailed(Exception):
     def __init__(self, result):
         super().__init__(result.message)
         self.result = result
-
-
-def pytest_collection_modifyitems(session, config, items):
-    specs = _pairs(config.getoption("--lmspec-target"), "--lmspec-target")
-    if not specs:
-        return
-    from lmspec.spec import get_component
-
-    from .loading import LoadError, load_target
-    from .runner import RunConfig, dtype_name, selected_dtypes
-
-    adapters = _pairs(config.getoption("--lmspec-adapter"), "--lmspec-adapter")
-    options = _pairs(config.getoption("--lmspec-option"), "--lmspec-option")
-    run_config = RunConfig(profile=config.getoption("--lmspec-profile"), device=config.getoption("--lmspec-device"), options=options)
-    for name, path in specs.items():
-        try:
-            component = get_component(name)
-            component.resolve_options(options)
-            target = load_target(path, name, adapters.get(name))
-        except (KeyError, ValueError, LoadError) as exc:
-            raise pytest.UsageError(f"lmspec: {exc}") from exc
-        for invariant in component.invariants:
-            for dtype in selected_dtypes(component, invariant, config.getoption("--lmspec-dtype")):
-                items.append(InvariantItem.from_parent(
-                    session, name=f"lmspec[{name}]::{invariant.id}[{dtype_name(dtype)}]", component=component,
-                    invariant=invariant, dtype=dtype, target=target, config_obj=run_config))

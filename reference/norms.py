@@ -42,23 +42,30 @@ def _normalized_dims(input: Tensor, normalized_shape: Shape, weight: Tensor | No
 
 # Source: Zhang & Sennrich 2019, "Root Mean Square Layer Normalization", eq. 4: y = x / RMS(x) * g with
 # RMS(x) = sqrt(mean(x^2) + eps), eps inside the square root as in torch.nn.functional.rms_norm and Hugging Face
-# LlamaRMSNorm (`x * rsqrt(mean(x^2) + eps)`).
+# LlamaRMSNorm (`x * rsqrt(mean(x^2) + eps)`). weight_offset=1: Gemma's RMSNorm (Gemma Team 2024, gemma_pytorch
+# RMSNorm `add_unit_offset`; transformers models/gemma/modeling_gemma.py GemmaRMSNorm:
+# `output * (1.0 + self.weight.float())`, weight initialized to zeros, computed in float32 and rounded once).
 @typechecked
 def rms_norm(
     input: Float[Tensor, "*shape"],
     normalized_shape: Shape,
     weight: Float[Tensor, "*norm"] | None = None,
     eps: float | None = None,
+    *,
+    weight_offset: int | float = 0,
 ) -> Float[Tensor, "*shape"]:
-    """`torch.nn.functional.rms_norm`: x / sqrt(mean(x^2 over the normalized dims) + eps) * weight.
+    """`torch.nn.functional.rms_norm`: x / sqrt(mean(x^2 over the normalized dims) + eps) * (weight_offset + weight).
 
-    eps=None is torch's default, the machine epsilon of the computation type (float32 for half inputs)."""
+    eps=None is torch's default, the machine epsilon of the computation type (float32 for half inputs).
+    weight_offset=0 (torch, Llama) scales by `weight`; weight_offset=1 is Gemma's convention (transformers
+    GemmaRMSNorm): x_hat * (1 + weight), the sum 1 + weight taken in the computation type (float32 for half
+    inputs), so a zero weight is the identity scaling. weight=None scales by 1 in both conventions."""
     dims = _normalized_dims(input, normalized_shape, weight)
     eps = default_rms_eps(input.dtype) if eps is None else eps
     x = input.to(opmath_dtype(input.dtype))
     y = x * torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps)
     if weight is not None:
-        y = y * weight.to(y.dtype)
+        y = y * (weight.to(y.dtype) + weight_offset) if weight_offset else y * weight.to(y.dtype)
     return y.to(input.dtype)
 
 

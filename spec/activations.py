@@ -298,7 +298,8 @@ def check_kept_fraction(ctx: Context, p: dict) -> None:
     n, q = x.numel() * DROPOUT_DRAWS, 1 - p["p"]
     z = (kept - n * q) / math.sqrt(n * q * (1 - q))
     if abs(z) > DROPOUT_Z:
-        ctx.fail(f"kept fraction {kept / n:.4f} over {n} elements is not 1 - p = {q:.2f} (z = {z:.1f}; |z| < "
+        got, want = show(kept / n, q)
+        ctx.fail(f"kept fraction {got} over {n} elements is not 1 - p = {want} (z = {z:.3g}; |z| < "
                  f"{DROPOUT_Z:g} has a false-alarm rate of 5.7e-7)", max_abs=abs(kept / n - q))
 
 

@@ -24,8 +24,8 @@ from .guard import expect_tensor
 
 from .tolerance import DEFAULT_FACTOR, FLOAT64_WITNESS_ULPS, ErrorStats, compare, eps
 
-__all__ = ["PROPERTY_ULPS", "assert_agree", "assert_each_within", "assert_equal", "assert_matches", "assert_within", "call",
-           "differential", "expect_tensor", "reference_pair", "show", "to64"]
+__all__ = ["PROPERTY_ULPS", "assert_agree", "assert_each_within", "assert_equal", "assert_matches", "assert_within",
+           "call", "differential", "dtype_name", "eps_units", "expect_tensor", "reference_pair", "show", "to64"]
 
 #: two outputs of the target that must agree exactly in real arithmetic may differ by this many eps of
 #: their scale (different reduction orders round differently); real bugs move outputs by O(scale).
@@ -105,10 +105,10 @@ def assert_matches(
     if not stats.ok:
         got, want = show(stats.target_value, stats.reference_value)
         ctx.fail(
-            f"{what} differs from the float64 reference by {stats.max_abs:.3g} "
-            f"({stats.max_eps:.1f} eps of {ctx.dtype}) at index {stats.worst_index}: target {got}, "
-            f"reference {want}; allowed {stats.allowed:.3g} = {factor:g} x the reference's own "
-            f"{ctx.dtype} error {stats.reference_error:.3g} + floor",
+            f"{what} differs from the float64 reference on this example by {stats.max_abs:.3g} "
+            f"({eps_units(stats.max_eps, ctx.dtype)} at the output's scale) at index {stats.worst_index}: target "
+            f"{got}, reference {want}; allowed {stats.allowed:.3g} = {factor:g} x the reference's own "
+            f"{dtype_name(ctx.dtype)} error {stats.reference_error:.3g} + floor",
             **stats.as_dict(),
         )
     return stats
@@ -136,8 +136,19 @@ def assert_agree(ctx: Context, a: torch.Tensor, b: torch.Tensor, what: str, ulps
     if worst > allowed:
         idx = [int(i) for i in torch.unravel_index(diff.argmax(), diff.shape)] if diff.dim() else []
         x, y = show(float(a64[tuple(idx)]), float(b64[tuple(idx)]))
-        ctx.fail(f"{what}: {x} vs {y} at index {idx}, differ by {worst:.3g}; allowed {allowed:.3g} "
-                 f"({ulps:g} eps of {ctx.dtype} at scale {scale:.3g})", index=idx, max_abs=worst, allowed=allowed)
+        ctx.fail(f"{what}: {x} vs {y} at index {idx}, differ by {worst:.3g} on this example; allowed {allowed:.3g} "
+                 f"({eps_units(ulps, ctx.dtype)} at scale {scale:.3g})", index=idx, max_abs=worst, allowed=allowed)
+
+
+def dtype_name(dtype: torch.dtype | None) -> str:
+    """float32, not torch.float32."""
+    return str(dtype).removeprefix("torch.")
+
+
+def eps_units(count: float, dtype: torch.dtype | None = None) -> str:
+    """An error in units of the dtype's eps, with 3 significant digits: "1.47e+15 eps of float32", "0.5 eps",
+    never "1474441648118010.25 eps"."""
+    return f"{count:.3g} eps" + ("" if dtype is None else f" of {dtype_name(dtype)}")
 
 
 def call(ctx: Context, shape: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -200,8 +211,8 @@ def assert_within(ctx: Context, value: float, expected: float, allowed: float, w
     off = abs(float(value) - float(expected))
     if not off <= allowed:
         x, y = show(float(value), float(expected))
-        ctx.fail(f"{what}: {x}, expected {y} (off by {off:.3g}, allowed {allowed:.3g})", value=float(value),
-                 expected=float(expected), max_abs=off, allowed=allowed)
+        ctx.fail(f"{what}: {x}, expected {y} (off by {off:.3g} on this example; allowed deviation {allowed:.3g})",
+                 value=float(value), expected=float(expected), max_abs=off, allowed=allowed)
 
 
 def _float64(value) -> torch.Tensor:
@@ -220,6 +231,7 @@ def assert_each_within(ctx: Context, got, expected, allowed, what: str, x: torch
     idx = [int(i) for i in torch.unravel_index(excess.argmax(), err.shape)] if err.dim() else []
     at = tuple(idx)
     a, b = show(float(got64[at]), float(expected64[at]))
-    where = (f" at index {idx}" if idx else "") + ("" if x is None else f", x = {float(to64(x)[at]):.6g}")
-    ctx.fail(f"{what}: {a}, expected {b}{where} (off by {float(err[at]):.3g}, allowed {float(allowed64[at]):.3g})",
+    where = (f" at index {idx}" if idx else "") + ("" if x is None else f", x = {show(float(to64(x)[at]))}")
+    ctx.fail(f"{what}: {a}, expected {b}{where} (off by {float(err[at]):.3g} on this example; allowed deviation "
+             f"{float(allowed64[at]):.3g})",
              index=idx, max_abs=float(err.nan_to_num(nan=float("inf")).max()), allowed=float(allowed64[at]))

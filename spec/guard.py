@@ -8,19 +8,67 @@ Each of these becomes a `Violation` with a clear reason, never a crash of the ha
 from __future__ import annotations
 
 import contextlib
+import random
+import sys
 import signal
 import threading
 from typing import Any, Callable, Iterator
 
 import torch
 
-from .core import Violation
+from .core import Unsupported, Violation
 
 DEFAULT_TIMEOUT_S = 60.0
 
 
 class TargetTimeout(Exception):
     pass
+
+
+class TargetUnsupported(Exception):
+    """The target raised lmspec's Unsupported or NotImplementedError for this input: the example is discarded, and
+    an invariant none of whose examples could be checked is reported `unsupported` with this reason."""
+
+
+def declines(exc: BaseException) -> bool:
+    """Whether an exception says "this input is not supported": lmspec.spec.Unsupported, NotImplementedError, or
+    any exception class named Unsupported (so a kernel need not import lmspec to say it)."""
+    return isinstance(exc, (Unsupported, NotImplementedError)) or type(exc).__name__ == "Unsupported"
+
+
+def global_state() -> dict:
+    """What a target might change that later examples would see."""
+    return {
+        "default_dtype": torch.get_default_dtype(),
+        "threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "deterministic_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+        "grad": torch.is_grad_enabled(),
+        "anomaly": torch.is_anomaly_enabled(),
+        "matmul_precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def restore_global_state(state: dict, seed: int = 0) -> None:
+    """Undo a target's changes to torch's global state, and seed the random generators a target may draw from
+    (torch's CPU generator, Python's and NumPy's) so that every example replays identically."""
+    torch.random.default_generator.manual_seed(seed)
+    random.seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed)
+    now = global_state()  # set only what changed: some setters import large parts of torch on first use
+    if now["default_dtype"] != state["default_dtype"]:
+        torch.set_default_dtype(state["default_dtype"])
+    if now["threads"] != state["threads"]:
+        torch.set_num_threads(state["threads"])
+    if (now["deterministic"], now["deterministic_warn_only"]) != (state["deterministic"], state["deterministic_warn_only"]):
+        torch.use_deterministic_algorithms(state["deterministic"], warn_only=state["deterministic_warn_only"])
+    if now["grad"] != state["grad"]:
+        torch.set_grad_enabled(state["grad"])
+    if now["anomaly"] != state["anomaly"]:
+        torch.autograd.set_detect_anomaly(state["anomaly"])
+    if now["matmul_precision"] != state["matmul_precision"]:
+        torch.set_float32_matmul_precision(state["matmul_precision"])
 
 
 @contextlib.contextmanager
@@ -71,15 +119,20 @@ class GuardedTarget:
             raise Violation(f"{self.name} did not return within {self.timeout_s:g}s (per-example timeout)", cause="timeout") from None
         except Violation:
             raise
+        except (SystemExit, KeyboardInterrupt) as exc:  # in-process (--in-process), a target's exit is its crash
+            raise Violation(f"{self.name} raised {type(exc).__name__}({', '.join(map(repr, exc.args))}): it would have "
+                            "ended the process", cause="crash") from None
         except Exception as exc:  # any exception of the target is its failure, not the harness's
+            if declines(exc):
+                raise TargetUnsupported(f"{type(exc).__name__}: {exc}") from None
             raise Violation(f"{self.name} raised {type(exc).__name__}: {exc}".strip(), cause="raised") from exc
         for i, (t, before) in enumerate(zip(inputs, snapshots)):
-            if not _same(t.detach(), before):
+            if not same_values(t.detach(), before):
                 raise Violation(f"{self.name} mutated its input tensor #{i} (shape {tuple(t.shape)}) in place", cause="mutated_input")
         return out
 
 
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+def same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Bitwise-equal values, with NaN equal to NaN."""
     if a.shape != b.shape or a.dtype != b.dtype:
         return False

@@ -9,9 +9,11 @@ import torch
 from hypothesis import strategies as st
 
 from ..reference import positions as ref
-from .checks import PROPERTY_ULPS, assert_agree, assert_equal, assert_matches, assert_within, call, reference_pair, to64
+from .checks import (PROPERTY_ULPS, assert_agree, assert_equal, assert_matches, assert_within, call, eps_units,
+                     reference_pair, to64)
 from .core import Component, Context, Violation, invariant, row
 from .strategies import layouts, materialize, patterns, seeds, sizes
+from .tolerance import compare
 
 SU = "Su et al. 2021, RoFormer, eq. 34"
 HF_ROPE = "transformers models/llama/modeling_llama.py (rotate_half, apply_rotary_pos_emb, LlamaRotaryEmbedding)"
@@ -62,20 +64,83 @@ def rotary_reference_pair(x: torch.Tensor, positions: torch.Tensor, inv_freq64: 
     The witness is what the tolerance policy compares against: in float64, the rotation with x and the frequencies
     both perturbed by a few ulps (so the angle's conditioning, m * f * eps, is included); below float64, the rotation
     computed as libraries do, with `inv_freq_lowp()` frequencies and angles in float32 and cos / sin rounded to x's
-    dtype, whose angle error grows with the position."""
+    dtype, whose angle error grows with the position. Fewer frequencies than x has pairs rotate only x's first
+    2 * len(inv_freq64) dims and pass the rest through (partial rotary)."""
+    k = 2 * inv_freq64.shape[0]
 
     def rotation(x, positions, inv_freq):
         if x.dtype == torch.float64:
-            return ref.apply_rotary(x, positions, inv_freq, interleaved)
-        return ref.apply_rotary(x, positions, inv_freq_lowp(), interleaved, angle_dtype=torch.float32)
+            head = ref.apply_rotary(x[..., :k], positions, inv_freq, interleaved)
+        else:
+            head = ref.apply_rotary(x[..., :k], positions, inv_freq_lowp(), interleaved, angle_dtype=torch.float32)
+        return head if k == x.shape[-1] else torch.cat([head, x[..., k:]], dim=-1)
 
     return reference_pair(rotation, x, positions, inv_freq64)
 
 
-def rope_pair(x: torch.Tensor, positions: torch.Tensor, theta: float, interleaved: bool):
-    d = x.shape[-1]
-    return rotary_reference_pair(x, positions, ref.rope_inv_freq(d, theta),
-                                 lambda: ref.rope_inv_freq(d, theta, torch.float32), interleaved)
+def rope_pair(x: torch.Tensor, positions: torch.Tensor, theta: float, interleaved: bool, rotated: int | None = None):
+    """rotary_reference_pair for RoPE with base theta over all of x's dims, or over its first `rotated` dims only (the
+    frequencies then those of a head of `rotated` dims, as GPT-NeoX's partial rotary computes them)."""
+    k = x.shape[-1] if rotated is None else rotated
+    return rotary_reference_pair(x, positions, ref.rope_inv_freq(k, theta),
+                                 lambda: ref.rope_inv_freq(k, theta, torch.float32), interleaved)
+
+
+def _layout_name(interleaved: bool, rotated: int, dim: int) -> str:
+    if rotated == dim:
+        return CONVENTIONS[interleaved]
+    if rotated == 0:
+        return (f"rotates none of its {dim} dims and passes them all through unchanged (partial rotary whose rotated "
+                "dims round down to 0, e.g. GPT-NeoX partial_rotary_factor=0.25 on a head of fewer than 4 dims)")
+    example = "GPT-J rotary_dim" if interleaved else "GPT-NeoX partial_rotary_factor=0.25"
+    pairs = "(2i, 2i + 1)" if interleaved else f"(i, i + {rotated // 2})"
+    return (f"rotates only the first {rotated} of {dim} dims (partial rotary, e.g. {example}): pairs {pairs} of "
+            f"those turn by m theta^(-2i/{rotated}), the other {dim - rotated} dims pass through unchanged")
+
+
+def passed_through(out: torch.Tensor, x: torch.Tensor) -> int:
+    """How many trailing dims of the last axis `out` leaves bit-exactly equal to `x` (partial rotary's pass-through)."""
+    same = (out == x).reshape(-1, x.shape[-1]).all(0)
+    n = 0
+    while n < same.numel() and bool(same[-1 - n]):
+        n += 1
+    return n
+
+
+def layouts_to_try(dim: int, interleaved: bool, passed: int) -> list[tuple[bool, int]]:
+    """(interleaved, rotated dims) of the layout checked, then of the known others: the other pairing, and partial
+    rotary of the leading dims in either pairing when the trailing `passed` dims are passed through bit-exactly (no
+    rotation at all when every dim is)."""
+    found = [(interleaved, dim), (not interleaved, dim)]
+    rotated = dim - passed
+    if rotated == 0:
+        found.insert(1, (False, 0))
+    elif rotated < dim and rotated % 2 == 0:
+        found = found[:1] + [(False, rotated), (True, rotated)] + found[1:]
+    return found
+
+
+def layout_hint(ctx: Context, out: torch.Tensor, x: torch.Tensor, positions: torch.Tensor, theta: float,
+                interleaved: bool) -> str:
+    """Which known RoPE layout the target's `out` = rope(x, positions, theta) matches within the tolerance policy;
+    else the nearest and how far. "" when it matches the layout checked (the failure is not one of layout)."""
+    try:
+        d = x.shape[-1]
+        measured = []
+        for layout in layouts_to_try(d, interleaved, passed_through(out, x)):
+            ref64, lowp = rope_pair(x, positions, theta, layout[0], layout[1])
+            measured.append((compare(out, ref64, lowp, ctx.dtype), layout))
+    except Exception:  # a hint must never turn a violation into an error of the check
+        return ""
+    if measured[0][0].ok:
+        return ""
+    for stats, (inter, rotated) in measured[1:]:
+        if stats.ok:
+            return f"; the target {_layout_name(inter, rotated, d)}" if rotated < d else \
+                f"; the target follows the other convention, {CONVENTIONS[inter]}"
+    stats, (inter, rotated) = min(measured, key=lambda m: m[0].max_eps)
+    return (f"; it matches no known RoPE layout: the nearest is {_layout_name(inter, rotated, d)}, off by "
+            f"{eps_units(stats.max_eps, ctx.dtype)} at the output's scale (max error {stats.max_abs:.3g})")
 
 
 @st.composite
@@ -116,7 +181,13 @@ def _theta_kwargs(p: dict) -> dict:
 def check_rope_reference(ctx: Context, p: dict, interleaved: bool) -> None:
     x, positions = rope_inputs(ctx, p)
     ref64, lowp = rope_pair(x, positions, p["theta"], interleaved)
-    assert_matches(ctx, ctx.target(x, positions, **_theta_kwargs(p)), ref64, lowp)
+    out = ctx.target(x, positions, **_theta_kwargs(p))
+    try:
+        assert_matches(ctx, out, ref64, lowp)
+    except Violation as violation:
+        if violation.cause != "violation":
+            raise
+        ctx.fail(violation.message + layout_hint(ctx, out, x, positions, p["theta"], interleaved), **violation.details)
 
 
 @invariant("rope.norm_preserving", "rope_interleaved.norm_preserving", examples=rope_examples(),
@@ -183,12 +254,40 @@ def _convention_examples(draw, thetas=(10000.0,)) -> dict:
             "theta": draw(st.sampled_from(thetas))}
 
 
+def layout_rows(dim: int, position: int, theta: float, interleaved: bool, rotated: int) -> torch.Tensor:
+    """What probe_rotations reads off a layout, in float64: row j = rope(e_j) with only the first `rotated` dims
+    rotated (frequencies theta^(-2i/rotated)) and the rest passed through."""
+    eye = torch.eye(dim, dtype=torch.float64)
+    head = ref.apply_rotary(eye[:, None, :rotated], torch.tensor([position]), ref.rope_inv_freq(rotated, theta),
+                            interleaved)[:, 0]
+    return torch.cat([head, eye[:, rotated:]], dim=-1)
+
+
+def _name_layout(ctx: Context, rows: torch.Tensor, position: int, theta: float, interleaved: bool) -> str:
+    """The known layout the probed `rows` follow, named only when they match its formula to angle_ulps of the dtype
+    (trailing dims passed through bit-exactly for partial rotary); else the nearest layout and how far it is."""
+    d = rows.shape[-1]
+    passed = int((rows == torch.eye(d, dtype=rows.dtype)).all(-1).flip(0).cumprod(0).sum())
+    allowed = angle_ulps(ctx, position) * torch.finfo(ctx.dtype).eps
+    measured = [(float((rows - layout_rows(d, position, theta, *layout)).abs().max()), layout)
+                for layout in layouts_to_try(d, interleaved, passed)[1:]]
+    for diff, (inter, rotated) in measured:
+        if diff <= allowed:
+            return f"; the target {_layout_name(inter, rotated, d)}" if rotated < d else \
+                f"; the target follows the other convention, {CONVENTIONS[inter]}"
+    diff, (inter, rotated) = min(measured)
+    return (f"; it matches no known RoPE layout: the nearest is {_layout_name(inter, rotated, d)}, whose rotation at "
+            f"position {position} differs by {diff:.3g} (allowed {allowed:.3g})")
+
+
 @invariant(row("rope.convention.pairs", interleaved=False, source=f"{SU}; {HF_ROPE}",
                statement="Only the dims of a pair are mixed, pairs in the rotate-half: pair i is dims (i, i + D/2), as "
-               "in Hugging Face Llama and GPT-NeoX; a target in the other convention is reported by name."),
+               "in Hugging Face Llama and GPT-NeoX; a target in the other convention, or rotating only its "
+               "leading dims (partial rotary), is reported by name."),
            row("rope_interleaved.convention.pairs", interleaved=True, source=f"{SU}; {GPTJ_ROPE}",
                statement="Only the dims of a pair are mixed, pairs in the interleaved: pair i is dims (2i, 2i + 1), as "
-               "in GPT-J and Meta's original Llama; a target in the other convention is reported by name."),
+               "in GPT-J and Meta's original Llama; a target in the other convention, or rotating only its "
+               "leading dims (partial rotary), is reported by name."),
            examples=_convention_examples())
 def check_convention_pairs(ctx: Context, p: dict, interleaved: bool) -> None:
     d = p["D"]
@@ -199,12 +298,8 @@ def check_convention_pairs(ctx: Context, p: dict, interleaved: bool) -> None:
     allowed[j, j] = True
     allowed[j, partners(d, interleaved)] = True
     if (support & ~allowed).any():
-        other = torch.zeros(d, d, dtype=torch.bool)
-        other[j, j] = True
-        other[j, partners(d, not interleaved)] = True
         bad = [int(i) for i in (support & ~allowed).nonzero()[0]]
-        follows_other = not (support & ~other).any()
-        name = f"; the target follows the other convention, {CONVENTIONS[not interleaved]}" if follows_other else ""
+        name = _name_layout(ctx, rows, p["position"], p["theta"], interleaved)
         ctx.fail(f"RoPE mixes dims {bad[0]} and {bad[1]}, which are not a pair in the {CONVENTIONS[interleaved]}{name}",
                  index=bad)
 
@@ -424,7 +519,7 @@ def check_out_of_range_raises(ctx: Context, p: dict) -> None:
         try:
             out = ctx.target(probe, table)
         except Violation as violation:
-            if isinstance(violation.__cause__, Exception):  # the target raised: the clear error the spec asks for
+            if violation.cause == "raised":  # the target raised: the clear error the spec asks for
                 continue
             raise
         got = out.reshape(-1, p["D"])[-1] if isinstance(out, torch.Tensor) and out.numel() else None

@@ -23,11 +23,13 @@ torch.set_num_threads(1)
 
 
 def check(component: str, target: str, adapter: str | None = None, dtypes=None, only=None, profile: str = "ci",
-          seed: int | None = None, **options):
-    """Run `lmspec check` in-process; returns (exit code, results)."""
+          seed: int | None = None, timeout_s: float | None = None, isolate: bool | None = None, **options):
+    """Run `lmspec check` from this process (the target in a worker unless isolate=False); (exit code, results)."""
     comp = get_component(component)
-    results = run_component(comp, load_target(target, component, adapter), RunConfig(profile=profile, options=options, seed=seed),
-                            dtypes=dtypes, only=only)
+    config = RunConfig(profile=profile, options=options, seed=seed, timeout_s=timeout_s)
+    if isolate is not None:
+        config.isolate = isolate
+    results = run_component(comp, load_target(target, component, adapter), config, dtypes=dtypes, only=only)
     return exit_code(results), results
 
 

@@ -13,11 +13,14 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from lmspec.conformance import cli
 
 REPO = Path(__file__).resolve().parents[1]
 #: the test suite itself (README's second command, which .ci/run runs), and `lmspec catalog`, which rewrites
@@ -56,18 +59,30 @@ def test_the_docs_have_commands():
 
 
 @pytest.mark.parametrize("doc,directory,command,expected", COMMANDS, ids=[f"{c[0]}:{c[2][:70]}" for c in COMMANDS])
-def test_documented_command_runs_as_shown(doc, directory, command, expected, tmp_path):
+def test_documented_command_runs_as_shown(doc, directory, command, expected, tmp_path, monkeypatch, capsys):
     argv = shlex.split(command)
-    if argv[:3] == ["python", "-m", "pytest"]:
-        argv[0] = sys.executable
-        if "--lmspec-target" not in argv:  # a test or benchmark selection the suite runs itself: shown to collect
-            argv = [a for a in argv if not a.startswith("--benchmark-compare")] + ["--collect-only", "-q", "-p", "no:xdist"]
-    else:
-        argv = [sys.executable, "-m", "lmspec.conformance", *argv[1:]]
     cwd = REPO / directory
     if directory == "examples":
         cwd = tmp_path / "examples"
         shutil.copytree(REPO / "examples", cwd)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if argv[0] == "lmspec":
+        # `lmspec ARGS` is `main(ARGS)` of the console script: run here (in the working directory the docs give),
+        # which spares each command a new interpreter and torch import; the CLI's own tests run it as a process
+        monkeypatch.chdir(cwd)
+        previous = signal.getsignal(signal.SIGPIPE)
+        try:
+            code = cli.main(argv[1:])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        finally:
+            signal.signal(signal.SIGPIPE, previous)
+        out = capsys.readouterr()
+        assert code == expected, f"{doc}: `{command}` exited {code}:\n{out.out[-3000:]}\n{out.err[-3000:]}"
+        return
+    argv[0] = sys.executable
+    if "--lmspec-target" not in argv:  # a test or benchmark selection the suite runs itself: shown to collect
+        argv = [a for a in argv if not a.startswith("--benchmark-compare")] + ["--collect-only", "-q", "-p", "no:xdist"]
+    # as a user would run it: not inside this test session's xdist worker (pytest-benchmark disables itself there)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "XDIST_"))} | {"PYTHONPATH": str(REPO)}
     proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == expected, f"{doc}: `{command}` exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

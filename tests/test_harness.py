@@ -46,7 +46,7 @@ def test_a_hanging_target_times_out_per_example():
     target = Target(fn=__import__("tests.mutants.attention", fromlist=["hangs"]).hangs, path=f"{A}:hangs")
     result = run_invariant(comp, comp.invariant("attention.reference.matches"), target, torch.float32,
                            RunConfig(timeout_s=0.2, max_examples=2))
-    assert result.verdict == "fail" and "did not return within 0.2s" in result.message
+    assert result.verdict == "timeout" and "did not return within 0.2s" in result.message
 
 
 def test_zero_constant_and_copied_outputs_fail_the_tolerance_policy():

@@ -74,7 +74,7 @@ def test_cli_exits_1_and_its_reproduce_command_replays_the_counterexample():
     params = json.loads(line.split("counterexample:", 1)[1])
     replay = run_cli("check", "attention", "--target", f"{A}:scale_one_over_e", "--invariant", "attention.reference.matches",
                      "--dtype", "float32", "--replay", json.dumps(params))
-    assert replay.returncode == 1 and "1 examples" in replay.stdout
+    assert replay.returncode == 1 and "1 checked" in replay.stdout
     fixed = run_cli("check", "attention", "--target", "torch.nn.functional:scaled_dot_product_attention", "--invariant",
                     "attention.reference.matches", "--dtype", "float32", "--replay", json.dumps(params))
     assert fixed.returncode == 0, fixed.stdout

@@ -85,7 +85,8 @@ def test_torch_embedding_conforms_as_learned_positions():
 def test_rope_convention_mismatch_is_reported_by_name(path, adapter, adapted_for, checked_as, named):
     pytest.importorskip("transformers")
     adapted = load_target(path, adapted_for, adapter)
-    target = Target(fn=adapted.fn, path=path, adapter=adapter)
+    # adapted for one component, checked as the other: built here, so it cannot be reloaded in a worker
+    target = Target(fn=adapted.fn, path=path, adapter=adapter, isolatable=False)
     example = {"D": 8, "position": 1, "theta": 10000.0}
     result = replay(checked_as, target, f"{checked_as}.convention.pairs", torch.float32, example)
     assert result.verdict == "fail", result.message

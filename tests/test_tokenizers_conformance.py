@@ -81,7 +81,7 @@ def test_cli_catches_a_special_token_splitting_tokenizer_and_replays_it():
     replay = command.split("--replay", 1)[1].strip().strip("'")
     again = run_cli("check", "bpe_tokenizer", "--target", mutant, "--invariant", "bpe_tokenizer.special_tokens.atomic",
                     "--replay", replay)
-    assert again.returncode == 1 and "1 examples" in again.stdout
+    assert again.returncode == 1 and "1 checked" in again.stdout
     fixed = run_cli("check", "bpe_tokenizer", "--target", "lmspec.reference.tokenizers.bpe:Tokenizer", "--invariant",
                     "bpe_tokenizer.special_tokens.atomic", "--replay", replay)
     assert fixed.returncode == 0, fixed.stdout

@@ -381,3 +381,15 @@ def test_compression_ordering_on_corpus_en(shared_dir):
     words = base.WordTokenizer.train(train)
     unknown = words.encode(held).count(0) / len(words.encode(held))
     assert unknown > 0.01 and tok.decode(tok.encode(held)) == held
+
+
+@pytest.mark.parametrize("trainer", ["bpe_train", "wordpiece_train", "unigram_train"])
+def test_a_str_naming_a_file_is_refused_with_the_fix(trainer, tmp_path, monkeypatch):
+    import importlib
+
+    module = importlib.import_module(f"lmspec.reference.tokenizers.{trainer.split('_')[0]}")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text("low lower lowest " * 50, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"pass pathlib\.Path\('corpus\.txt'\)"):
+        getattr(module, trainer)("corpus.txt", 300)
+    getattr(module, trainer)(tmp_path / "corpus.txt", 300)  # a Path is the file

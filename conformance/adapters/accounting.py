@@ -19,13 +19,15 @@ from typing import Callable
 
 import torch
 
-from .registry import AdapterSpec, register
+from .registry import AdapterSpec, expect_class, expect_function, register
 
 FORMAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
                  "float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8_e5m2}
 
 
 def _wrap_hf_num_parameters(auto_class: object, component: str) -> Callable:
+    expect_class(auto_class, "a transformers auto class (transformers:AutoModelForCausalLM)",
+                 attrs=("from_config",))
     from transformers import AutoConfig
     from transformers.utils import logging as hf_logging
 
@@ -60,6 +62,8 @@ register(AdapterSpec(
 
 
 def _wrap_torch_cast(to: object, component: str) -> Callable:
+    expect_function(to, "torch:Tensor.to, a function called as to(x, dtype)", positional=2, builtin=True)
+
     def float_cast(x: torch.Tensor, format: str) -> torch.Tensor:
         return to(x, FORMAT_DTYPES[format]).to(torch.float64)
 

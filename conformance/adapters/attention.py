@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from .hf import copy_weights, frozen, tiny_config
-from .registry import AdapterSpec, register
+from .registry import AdapterSpec, expect_class, expect_function, register
 
 
 def _check_heads(hq: int, hkv: int, enable_gqa: bool) -> None:
@@ -73,6 +73,8 @@ def _hf_eager_mask(mask_function, lq: int, lk: int, dtype: torch.dtype, device: 
 
 
 def _wrap_hf_eager(fn: object, component: str) -> Callable:
+    expect_function(fn, "a Hugging Face eager_attention_forward(module, query, key, value, attention_mask, "
+                    "scaling, dropout) function", positional=5, keywords=("scaling", "dropout"))
     from transformers import masking_utils
 
     def call(query, key, value, mask, scale, dropout_p):
@@ -143,10 +145,8 @@ def _llama_attention_module(cls: type, hidden: int, heads: int, kv_heads: int, h
 
 
 def _wrap_hf_llama_attention(cls: object, component: str) -> Callable:
+    expect_class(cls, "a LlamaAttention-like class", base="torch.nn.Module")
     from transformers import masking_utils
-
-    if not isinstance(cls, type):
-        raise TypeError(f"hf_llama_attention adapts a LlamaAttention-like class, got {type(cls).__name__}")
 
     def multi_head_attention(x, w_q, w_k, w_v, w_o, num_heads, num_kv_heads, is_causal=True):
         b, l, d = x.shape
@@ -221,6 +221,9 @@ def _flash_call(fn, query, key, value, dropout_p=0.0, scale=None, causal=False, 
 
 
 def _wrap_flash_attn(fn: object, component: str) -> Callable:
+    expect_function(fn, "FlashAttention's flash_attn_func(q, k, v, dropout_p, softmax_scale, causal, "
+                    "window_size)", positional=3, keywords=("dropout_p", "softmax_scale", "causal", "window_size"))
+
     def attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         if attn_mask is not None:
             raise NotImplementedError("flash_attn_func takes no attn_mask")

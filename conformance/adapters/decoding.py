@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from .registry import AdapterSpec, register
+from .registry import AdapterSpec, expect_class, expect_function, register
 
 
 @functools.lru_cache(maxsize=1)
@@ -104,8 +104,8 @@ def _special(eos: int | None, pad: int | None) -> dict:
 
 
 def _wrap_generate(mixin: object, component: str) -> Callable:
-    if not isinstance(mixin, type):
-        raise TypeError(f"hf_generate adapts transformers' GenerationMixin class, got {type(mixin).__name__}")
+    expect_class(mixin, "transformers' GenerationMixin class "
+                 "(transformers.generation.utils:GenerationMixin)", attrs=("generate",))
 
     def lm(model, ids):
         return callable_lm(model, _vocab(model, ids), mixin)
@@ -194,6 +194,9 @@ register(
 
 
 def _wrap_speculative_sampling(fn: object, component: str) -> Callable:
+    expect_function(fn, "transformers' _speculative_sampling(candidate_input_ids, "
+                    "candidate_logits, candidate_length, new_logits) function", positional=4)
+
     def speculative_sampling(draft_tokens, draft_probs, target_probs, generator=None):
         k = draft_tokens.shape[-1]
         out = torch.full((draft_tokens.shape[0], k + 1), -1, dtype=torch.int64, device=draft_tokens.device)

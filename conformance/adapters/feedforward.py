@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from .hf import copy_weights, frozen, tiny_config
-from .registry import AdapterSpec, register
+from .registry import AdapterSpec, expect_class, register
 
 
 @functools.lru_cache(maxsize=64)
@@ -32,6 +32,8 @@ def _llama_mlp(cls: type, d: int, f: int, dtype: torch.dtype, device: str):
 
 
 def _wrap_hf_llama_mlp(cls: object, component: str) -> Callable:
+    expect_class(cls, "a LlamaMLP-like module class", base="torch.nn.Module")
+
     def swiglu(x, w_gate, w_up, w_down):
         f, d = w_gate.shape
         module = _llama_mlp(cls, d, f, x.dtype, str(x.device))
@@ -63,6 +65,8 @@ def _gpt2_mlp(cls: type, d: int, f: int, activation: str, dtype: torch.dtype, de
 
 
 def _wrap_hf_gpt2_mlp(cls: object, component: str) -> Callable:
+    expect_class(cls, "a GPT2MLP-like module class", base="torch.nn.Module")
+
     def feed_forward(x, w_in, w_out, b_in=None, b_out=None, activation="gelu"):
         f, d = w_in.shape
         module = _gpt2_mlp(cls, d, f, activation, x.dtype, str(x.device))

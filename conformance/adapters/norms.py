@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from .hf import config_class, tiny_config
-from .registry import AdapterSpec, register
+from .registry import AdapterSpec, expect_class, expect_module, register
 
 
 def _shape(normalized_shape) -> tuple[int, ...]:
@@ -30,6 +30,8 @@ def _shape(normalized_shape) -> tuple[int, ...]:
 
 
 def _wrap_torch_rms_module(cls: object, component: str) -> Callable:
+    expect_class(cls, "the torch.nn:RMSNorm module class", base="torch.nn.Module")
+
     def rms_norm(input, normalized_shape, weight=None, eps=None):
         module = cls(_shape(normalized_shape), eps=eps, elementwise_affine=weight is not None, device=input.device, dtype=input.dtype)
         with torch.no_grad():
@@ -41,6 +43,8 @@ def _wrap_torch_rms_module(cls: object, component: str) -> Callable:
 
 
 def _wrap_torch_layer_norm_module(cls: object, component: str) -> Callable:
+    expect_class(cls, "the torch.nn:LayerNorm module class", base="torch.nn.Module")
+
     def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         affine = weight is not None or bias is not None
         module = cls(_shape(normalized_shape), eps=eps, elementwise_affine=affine, bias=bias is not None, device=input.device, dtype=input.dtype)
@@ -76,14 +80,29 @@ def _hf_rms_cached(cls, size: int, eps: float | None, dtype, device: str):
     return module.to(device=device, dtype=dtype).requires_grad_(False)
 
 
+def norm_scale(module: torch.nn.Module) -> torch.nn.Parameter:
+    """The module's scale parameter: `weight` (Llama, Qwen, T5, Gemma), else `scale`, else its only parameter."""
+    for name in ("weight", "scale", "gamma", "g"):
+        if isinstance(getattr(module, name, None), torch.nn.Parameter):
+            return getattr(module, name)
+    params = list(module.parameters())
+    if len(params) != 1:
+        raise TypeError(f"{type(module).__name__} has no `weight`, `scale`, `gamma` or `g` parameter and "
+                        f"{len(params)} parameters: which one scales the output is not known")
+    return params[0]
+
+
 def _hf_rms_module(cls, size: int, eps: float | None, weight, dtype, device):
-    """The module with `weight` copied in (ones, its initial value, when None)."""
+    """The module with `weight` copied into its scale parameter (ones, the initial value, when None)."""
     module = _hf_rms_cached(cls, size, eps, dtype, str(device))
-    module.weight.copy_(weight.reshape(-1) if weight is not None else torch.ones_like(module.weight))
+    scale = norm_scale(module)
+    scale.copy_(weight.reshape(-1) if weight is not None else torch.ones_like(scale))
     return module
 
 
 def _wrap_hf_rms_norm(cls: object, component: str) -> Callable:
+    expect_class(cls, "a Hugging Face <Model>RMSNorm module class", base="torch.nn.Module")
+
     def rms_norm(input, normalized_shape, weight=None, eps=None):
         shape = _shape(normalized_shape)
         n = math.prod(shape)
@@ -99,7 +118,8 @@ register(AdapterSpec(
     components=("rms_norm",),
     wrap=_wrap_hf_rms_norm,
     doc="A Hugging Face RMSNorm class with LlamaRMSNorm's constructor (hidden_size, eps=1e-6) and forward: built in the input's "
-    "dtype with the normalized dims flattened into one, weight copied in (ones when None). eps omitted = the class default 1e-6, "
+    "dtype with the normalized dims flattened into one, weight copied into its scale parameter (read as `weight`, else "
+    "`scale`, `gamma` or `g`, else its only parameter; ones when None). eps omitted = the class default 1e-6, "
     "hence eps_default=1e-6. float64 unsupported: the class computes in float32 (hidden_states.to(torch.float32)).",
     unsupported_dtypes=frozenset({"float64"}),
     implied_options={"eps_default": "1e-6"},
@@ -122,7 +142,14 @@ def _class(module, suffix: str):
 
 def _wrap_hf_qk_norm(scope: str):
     def wrap(module: object, component: str) -> Callable:
-        norm_cls, rotary_cls = _class(module, "RMSNorm"), _class(module, "RotaryEmbedding")
+        what = "a Hugging Face modeling module (transformers.models.qwen3:modeling_qwen3)"
+        expect_module(module, what, attrs=("apply_rotary_pos_emb",))
+        try:
+            norm_cls, rotary_cls = _class(module, "RMSNorm"), _class(module, "RotaryEmbedding")
+            config_class(module)
+        except StopIteration:
+            raise TypeError(f"it adapts {what}; the module {module.__name__} has no <Model>RMSNorm, "
+                            "<Model>RotaryEmbedding or <Model>Config class") from None
 
         def qk_norm(query, key, q_weight, k_weight, positions, eps=1e-6):
             b, h, l, e = query.shape

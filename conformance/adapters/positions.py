@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 from .hf import tiny_config
-from .registry import AdapterSpec, register
+from .registry import AdapterSpec, describe, expect_class, expect_function, module_of, register
 
 
 def _llama_like_config(cls: type, head_dim: int, rope_parameters: dict):
@@ -35,14 +35,20 @@ def _llama_like_config(cls: type, head_dim: int, rope_parameters: dict):
 
 
 def _wrap_hf_llama_rotary(cls: object, component: str) -> Callable:
-    if not isinstance(cls, type) or not cls.__name__.endswith("RotaryEmbedding"):
-        raise TypeError(f"hf_llama_rotary adapts a <Model>RotaryEmbedding class, got {cls!r}")
-    apply_rotary_pos_emb = sys.modules[cls.__module__].apply_rotary_pos_emb
+    what = "a <Model>RotaryEmbedding class (transformers.models.llama.modeling_llama:LlamaRotaryEmbedding)"
+    expect_class(cls, what, base="torch.nn.Module")
+    module = module_of(cls)
+    config_name = f"{cls.__name__[: -len('RotaryEmbedding')]}Config"
+    if not cls.__name__.endswith("RotaryEmbedding") or not hasattr(module, "apply_rotary_pos_emb") \
+            or not hasattr(module, config_name):
+        raise TypeError(f"it adapts {what}, whose module also defines apply_rotary_pos_emb and "
+                        f"<Model>Config; not the class {cls.__module__}.{cls.__qualname__}")
+    apply_rotary_pos_emb = module.apply_rotary_pos_emb
 
     def rotate(x, positions, rope_parameters):
         module = cls(_llama_like_config(cls, x.shape[-1], rope_parameters)).to(x.device)
         cos, sin = module(x, positions[None])  # [1, L, D] each, in x.dtype
-        q, _ = apply_rotary_pos_emb(x, x, cos, sin)
+        q, _ = apply_rotary_pos_emb(x, x.clone(), cos, sin)  # distinct q and k: an in-place kernel rotates each once
         return q
 
     def rope(x, positions, theta=10000.0):
@@ -62,7 +68,8 @@ register(AdapterSpec(
     wrap=_wrap_hf_llama_rotary,
     doc="Hugging Face LlamaRotaryEmbedding (or another <Model>RotaryEmbedding with its interface) built from a one-head config "
     "with head_dim = D and rope_parameters (default: rope_theta; llama3: factor, low/high_freq_factor, "
-    "original_max_position_embeddings, via ROPE_INIT_FUNCTIONS['llama3']), then the module's apply_rotary_pos_emb. "
+    "original_max_position_embeddings, via ROPE_INIT_FUNCTIONS['llama3']), then the module's apply_rotary_pos_emb "
+    "(x as q, a copy of x as k; the rotated q is the output). "
     "float64 unsupported: frequencies, angles, cos and sin are float32.",
     unsupported_dtypes=frozenset({"float64"}),
 ))
@@ -73,6 +80,10 @@ def _gptj_module(fn: object):
 
 
 def _wrap_hf_gptj_rope(fn: object, component: str) -> Callable:
+    what = "GPT-J's apply_rotary_pos_emb(tensor, sin, cos) (transformers.models.gptj.modeling_gptj)"
+    expect_function(fn, what, positional=3)
+    if not hasattr(module_of(fn), "create_sinusoidal_positions"):
+        raise TypeError(f"it adapts {what}, whose module also defines create_sinusoidal_positions; not {describe(fn)}")
     create_sinusoidal_positions = _gptj_module(fn).create_sinusoidal_positions
 
     def rope_interleaved(x, positions, theta=10000.0):
@@ -100,6 +111,8 @@ register(AdapterSpec(
 
 
 def _wrap_hf_gptj_sinusoidal(fn: object, component: str) -> Callable:
+    expect_function(fn, "GPT-J's create_sinusoidal_positions(num_pos, dim)", positional=2)
+
     def sinusoidal_positions(num_positions, dim):
         table = fn(num_positions, dim)  # [sin(pos f_0..), cos(pos f_0..)]
         sin, cos = torch.split(table, dim // 2, dim=-1)

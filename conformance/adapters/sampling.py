@@ -21,14 +21,13 @@ from typing import Callable
 
 import torch
 
-from .registry import AdapterSpec, register
+from .registry import AdapterSpec, expect_class, expect_function, register
 
 _NO_IDS = None  # warpers ignore input_ids
 
 
 def _wrap_hf_processor(cls: object, component: str) -> Callable:
-    if not isinstance(cls, type):
-        raise TypeError(f"hf_logits_processor adapts a transformers LogitsProcessor class, got {type(cls).__name__}")
+    expect_class(cls, "a transformers LogitsProcessor class (transformers:TopPLogitsWarper)")
     calls = {
         "temperature": lambda logits, t: cls(float(t))(_NO_IDS, logits),
         "top_k": lambda logits, k: cls(int(k))(_NO_IDS, logits),
@@ -55,8 +54,7 @@ register(
 
 
 def _wrap_hf_warper_sample(cls: object, component: str) -> Callable:
-    if not isinstance(cls, type):
-        raise TypeError(f"hf_warper_sample adapts a transformers warper class, got {type(cls).__name__}")
+    expect_class(cls, "a transformers warper class (transformers:TopPLogitsWarper)")
     build = {"top_k_sample": int, "top_p_sample": float, "min_p_sample": float}[component]
 
     def fused(logits, value, generator=None):
@@ -79,6 +77,8 @@ register(
 
 
 def _wrap_hf_pipeline(mixin: object, component: str) -> Callable:
+    expect_class(mixin, "transformers' GenerationMixin class "
+                 "(transformers.generation.utils:GenerationMixin)", attrs=("_get_logits_processor",))
     from .decoding import callable_lm
 
     def sampling_pipeline(logits, prompt_ids, output_ids, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
@@ -115,6 +115,9 @@ register(
 
 
 def _wrap_multinomial(fn: object, component: str) -> Callable:
+    expect_function(fn, "torch:multinomial, a function called as multinomial(probs, 1, generator=)", positional=2,
+                    keywords=("generator",), builtin=True)
+
     def sample(logits, generator=None):
         return fn(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
 
@@ -133,6 +136,8 @@ register(
 
 
 def _wrap_categorical(cls: object, component: str) -> Callable:
+    expect_class(cls, "the torch.distributions:Categorical class", attrs=("entropy",))
+
     def entropy(logits):
         return cls(logits=logits, validate_args=False).entropy()
 

@@ -30,7 +30,7 @@ import struct
 import tempfile
 from pathlib import Path
 
-from .registry import AdapterSpec, register
+from .registry import AdapterSpec, expect_class, register
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 SPACE = "\u2581"
@@ -74,6 +74,7 @@ def _hf_byte_level(tok, special_tokens):
 
 
 def _wrap_hf(cls: object, component: str):
+    expect_class(cls, "the Hugging Face tokenizers:Tokenizer class", attrs=("encode", "decode"))
     import regex
     from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -161,6 +162,8 @@ def _no_tiktoken_cache():
 
 
 def _wrap_tiktoken(cls: object, component: str):
+    expect_class(cls, "the tiktoken:Encoding class", attrs=("encode", "decode"))
+
     def bpe_tokenizer(vocab, merges, special_tokens=None):
         ids = {t: i for i, t in sorted(vocab.items(), reverse=True)}
         top = max(vocab) + 1
@@ -243,6 +246,7 @@ def sentencepiece_model_proto(pieces, unk_id: int = 0) -> bytes:
 
 
 def _wrap_sentencepiece(cls: object, component: str):
+    expect_class(cls, "the sentencepiece:SentencePieceProcessor class", attrs=("encode", "decode"))
     import sentencepiece as spm
 
     def unigram_tokenizer(pieces, unk_id=0):

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from .._typing import typechecked
+from .corpus_argument import check_corpus_argument
 from .pretokenize import Splitter, valid_unicode
 
 Vocab = dict[int, bytes]
@@ -37,6 +38,7 @@ FILE_BLOCK_CHARS = 1 << 20
 def _chunks(text_or_path: str | os.PathLike | Iterable[str], block: int = FILE_BLOCK_CHARS) -> Iterable[str]:
     """A `str` is the text itself; an `os.PathLike` is a UTF-8 file, read in blocks; anything else is an
     iterable of text chunks whose concatenation is the corpus."""
+    check_corpus_argument(text_or_path, "bpe_train")
     if isinstance(text_or_path, str):
         return (text_or_path,)
     if isinstance(text_or_path, os.PathLike):

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import regex
 
 from .._typing import typechecked
+from .corpus_argument import check_corpus_argument
 
 SPACE = "\u2581"
 UNK_PENALTY = 10.0
@@ -131,6 +132,7 @@ WORD = regex.compile(SPACE + "*[^" + SPACE + "]+|" + SPACE + "+")
 
 
 def _words(text_or_path: str | os.PathLike) -> Counter[str]:
+    check_corpus_argument(text_or_path, "unigram_train")
     text = Path(text_or_path).read_text(encoding="utf-8") if isinstance(text_or_path, os.PathLike) else text_or_path
     return Counter(WORD.findall(text.replace(" ", SPACE)))
 

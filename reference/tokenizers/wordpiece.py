@@ -23,6 +23,7 @@ from pathlib import Path
 from collections.abc import Sequence
 
 from .._typing import typechecked
+from .corpus_argument import check_corpus_argument
 
 PREFIX = "##"
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -55,6 +56,7 @@ def bert_pretokenize(text: str) -> list[str]:
 
 
 def _read_text(text_or_path: str | os.PathLike) -> str:
+    check_corpus_argument(text_or_path, "wordpiece_train")
     return Path(text_or_path).read_text(encoding="utf-8") if isinstance(text_or_path, os.PathLike) else text_or_path
 
 

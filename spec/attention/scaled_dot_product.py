@@ -312,5 +312,5 @@ def check_dropout_unbiased(ctx: Context, p: dict) -> None:
         return
     z = (kept - n * (1 - drop)) / math.sqrt(n * drop * (1 - drop))
     if abs(z) > DROPOUT_Z:
-        ctx.fail(f"kept fraction {kept / n:.4f} over {n} weights is not 1 - p = {1 - drop:.2f} (z = {z:.1f}, |z| must "
-                 f"be < {DROPOUT_Z})")
+        got, want = show(kept / n, 1 - drop)
+        ctx.fail(f"kept fraction {got} over {n} weights is not 1 - p = {want} (z = {z:.3g}, |z| must be < {DROPOUT_Z})")

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from hypothesis import strategies as st
 
 from ...reference import norms as ref
-from ..checks import (PROPERTY_ULPS, assert_agree, assert_each_within, assert_matches, call, differential, reference_pair,
-                      to64)
+from ..checks import (PROPERTY_ULPS, assert_agree, assert_each_within, assert_matches, call, differential,
+                      reference_pair, to64)
 from ..core import Component, Context, Option, Violation, invariant
 from ..strategies import layouts, materialize, patterns, seeds, sizes
 from ..tolerance import eps as machine_eps
 from .closeness import layer_norm_condition
+from .conventions import convention_hint
 from .sources import BA, TORCH_LN, TORCH_RMS, ZHANG
 
 # --- RMSNorm --------------------------------------------------------------------------------------------
@@ -33,19 +35,50 @@ KNOWN_EPS = {
     "1e-5": (lambda dtype: 1e-5, "Meta Llama norm_eps, Llama 2 rms_norm_eps"),
 }
 
+WEIGHT_OFFSET = Option(
+    name="weight_offset",
+    default="0",
+    choices=("0", "1"),
+    doc="what the weight scales by: 0, the weight itself (torch F.rms_norm, nn.RMSNorm, Llama); 1, Gemma's "
+    "convention, output = x / sqrt(mean(x^2) + eps) * (1 + weight) in float32 (transformers GemmaRMSNorm, "
+    "gemma_pytorch RMSNorm add_unit_offset; its weight is stored zero-centred). weight=None scales by 1 in both",
+)
+
 RMS_NORM = Component(
     name="rms_norm",
     signature="rms_norm(input: Float[*batch, *norm], normalized_shape: list[int], weight: Float[*norm] | None = None, "
     "eps: float | None = None) -> Float[*batch, *norm]  (torch.nn.functional.rms_norm)",
     summary="x / sqrt(mean(x^2) + eps) * weight over the trailing normalized dims; eps None is a convention (option "
-    "eps_default).",
+    "eps_default), and so is Gemma's (1 + weight) scaling (option weight_offset).",
     reference=ref.rms_norm,
-    options=(EPS_DEFAULT,),
+    options=(EPS_DEFAULT, WEIGHT_OFFSET),
 )
 
 
 def default_eps(ctx: Context) -> float:
     return KNOWN_EPS[ctx.options.get("eps_default", "torch")][0](ctx.dtype)
+
+
+def weight_offset(ctx: Context) -> float:
+    """1.0 under Gemma's convention (output = x_hat * (1 + weight)), else 0.0."""
+    return float(ctx.options.get("weight_offset", "0"))
+
+
+def unit_weight(ctx: Context, shape: list[int]) -> torch.Tensor:
+    """The weight that scales by 1 under the chosen convention: ones, or zeros under weight_offset=1."""
+    return torch.full(shape, 1.0 - weight_offset(ctx), dtype=ctx.dtype, device=ctx.device)
+
+
+def hinted(ctx: Context, out, x: torch.Tensor, shape: list[int], weight, eps: float | None,
+           check: Callable[[], None]) -> None:
+    """Run `check` (assertions on `out`, the target's rms_norm(x, shape, weight, eps); eps None: omitted); a violation
+    it finds is re-raised with the known convention the output matches, or the nearest one and how far it is."""
+    try:
+        check()
+    except Violation as violation:
+        if violation.cause != "violation":
+            raise
+        ctx.fail(violation.message + convention_hint(ctx, out, x, shape, weight, eps, KNOWN_EPS), **violation.details)
 
 
 @st.composite
@@ -89,7 +122,8 @@ def _rms_reference(ctx: Context):
     """The reference with eps=None resolved to the chosen convention's default for the target's dtype."""
 
     def reference(input, normalized_shape, weight=None, eps=None):
-        return ref.rms_norm(input, normalized_shape, weight, default_eps(ctx) if eps is None else eps)
+        return ref.rms_norm(input, normalized_shape, weight, default_eps(ctx) if eps is None else eps,
+                            weight_offset=weight_offset(ctx))
 
     return reference
 
@@ -106,12 +140,15 @@ def _property_allowance(ctx: Context, expected64: torch.Tensor) -> torch.Tensor:
 def _check_rms_against_reference(ctx: Context, p: dict, magnitude: float = 1.0) -> None:
     x = _x(ctx, p, magnitude)
     w, _ = _affine(ctx, p)
-    differential(ctx, _rms_reference(ctx), x, p["norm"], w, **_eps_kwargs(p["eps"]))
+    ref64, lowp = reference_pair(_rms_reference(ctx), x, p["norm"], w, **_eps_kwargs(p["eps"]))
+    out = ctx.target(x, p["norm"], w, **_eps_kwargs(p["eps"]))
+    hinted(ctx, out, x, p["norm"], w, p["eps"], lambda: assert_matches(ctx, out, ref64, lowp))
 
 
 @invariant("rms_norm.reference.matches", kind="differential", examples=norm_examples(),
-           statement="Output equals the float64 reference, with and without weight, for explicit and default eps.",
-           source=f"{ZHANG}; {TORCH_RMS}")
+           statement="Output equals the float64 reference, with and without weight, for explicit and default eps "
+           "(weight scaling as the option weight_offset says).",
+           source=f"{ZHANG}; {TORCH_RMS}; transformers GemmaRMSNorm (weight_offset=1)")
 def check_rms_reference(ctx: Context, p: dict) -> None:
     _check_rms_against_reference(ctx, p)
 
@@ -125,19 +162,21 @@ def _unit_rms_examples(draw) -> dict:
 
 
 @invariant("rms_norm.scale.unit_rms", examples=_unit_rms_examples(),
-           statement="With unit weight the output's mean square is exactly ms / (ms + eps), ms the input's mean "
-           "square: RMS 1 up to eps.",
+           statement="With unit weight (weight 0 under weight_offset=1) the output's mean square is exactly ms / (ms + "
+           "eps), ms the input's mean square: RMS 1 up to eps.",
            source=ZHANG)
 def check_unit_rms(ctx: Context, p: dict) -> None:
     # inputs scaled so mean(x^2) ~ ratio * eps: the output's mean square is exactly ms / (ms + eps).
     x = _x(ctx, p, magnitude=math.sqrt(p["ratio"] * p["eps"]))
-    w = torch.ones(p["norm"], dtype=ctx.dtype, device=ctx.device) if p["weight"] else None
+    w = unit_weight(ctx, p["norm"]) if p["weight"] else None
     out = call(ctx, x.shape, x, p["norm"], w, eps=p["eps"])
     dims = tuple(range(-len(p["norm"]), 0))
     ms = to64(x).pow(2).mean(dims)
     expected = ms / (ms + p["eps"])
-    assert_each_within(ctx, to64(out).pow(2).mean(dims), expected, _property_allowance(ctx, expected),
-                       f"mean square of RMSNorm(x) with unit weight, eps={p['eps']:g}")
+    unit = "no weight" if w is None else f"unit scaling (weight {1 - weight_offset(ctx):g})"
+    hinted(ctx, out, x, p["norm"], w, p["eps"], lambda: assert_each_within(
+        ctx, to64(out).pow(2).mean(dims), expected, _property_allowance(ctx, expected),
+        f"mean square of RMSNorm(x) with {unit}, eps={p['eps']:g}"))
 
 
 @st.composite
@@ -163,14 +202,11 @@ def check_eps_inside_sqrt(ctx: Context, p: dict) -> None:
     signs = torch.where(coin < 0.5, -1.0, 1.0).double()
     x = (signs * math.sqrt(p["ratio"] * p["eps"])).to(ctx.dtype).to(ctx.device)
     a = to64(x).abs()
-    got = to64(call(ctx, shape, x, p["norm"], None, eps=p["eps"]))
+    out = call(ctx, shape, x, p["norm"], None, eps=p["eps"])
     expected = signs * a / (a.pow(2) + p["eps"]).sqrt()
-    outside = signs * a / (a + p["eps"])
     what = f"RMSNorm of a vector with every |x_i| = {float(a.max()):.3g}, eps={p['eps']:g}"
-    if (got - outside).abs().max() < (got - expected).abs().max():
-        what += (" (the target adds eps outside the square root, x / (RMS(x) + eps), instead of "
-                 "x / sqrt(mean(x^2) + eps))")
-    assert_each_within(ctx, got, expected, _property_allowance(ctx, expected), what)
+    hinted(ctx, out, x, p["norm"], None, p["eps"], lambda: assert_each_within(
+        ctx, to64(out), expected, _property_allowance(ctx, expected), what))
 
 
 @st.composite
@@ -188,7 +224,8 @@ def check_scale_invariance(ctx: Context, p: dict) -> None:
     w, _ = _affine(ctx, p)
     a = call(ctx, x.shape, x, p["norm"], w, eps=0.0)
     b = call(ctx, x.shape, x * p["scale"], p["norm"], w, eps=0.0)
-    assert_agree(ctx, a, b, f"RMSNorm(x) vs RMSNorm({p['scale']:g} x) with eps=0")
+    hinted(ctx, a, x, p["norm"], w, 0.0,
+           lambda: assert_agree(ctx, a, b, f"RMSNorm(x) vs RMSNorm({p['scale']:g} x) with eps=0"))
 
 
 def zero_mean(p: dict, dtype: torch.dtype) -> torch.Tensor:
@@ -203,31 +240,22 @@ def zero_mean(p: dict, dtype: torch.dtype) -> torch.Tensor:
 
 @invariant("rms_norm.equals_layer_norm_on_zero_mean", kind="differential", examples=norm_examples(),
            statement="On inputs with zero mean over the normalized dims, RMSNorm equals LayerNorm without bias (same "
-           "weight and eps).",
+           "weight and eps; LayerNorm's weight is 1 + weight under weight_offset=1).",
            source=f"{ZHANG}, sec. 3; {BA}")
 def check_equals_layer_norm_on_zero_mean(ctx: Context, p: dict) -> None:
     x = zero_mean(p, ctx.dtype).to(ctx.device)
     w, _ = _affine(ctx, p)
     eps = 1e-5 if p["eps"] is None else p["eps"]
+    offset = weight_offset(ctx)
 
     def layer_norm_without_bias(x, shape, w):
-        return ref.layer_norm(x, shape, w, None, eps)
+        scale = None if w is None else w.to(ref.opmath_dtype(w.dtype)) + offset  # the sum in float32, as Gemma
+        return ref.layer_norm(x, shape, scale, None, eps)
 
     ref64, lowp = reference_pair(layer_norm_without_bias, x, p["norm"], w)
-    assert_matches(ctx, ctx.target(x, p["norm"], w, eps=eps), ref64, lowp,
-                   what="RMSNorm of a zero-mean input (vs LayerNorm without bias)")
-
-
-def _diagnose_eps(ctx: Context, x: torch.Tensor, out: torch.Tensor, shape: list[int]) -> str:
-    """Which known eps default the target's eps=None output matches best, by name."""
-    x64, got = to64(x), to64(out)
-    errors = {}
-    for key, (fn, who) in KNOWN_EPS.items():
-        errors[key] = (float((got - ref.rms_norm(x64, shape, None, fn(ctx.dtype))).abs().max()), fn(ctx.dtype), who)
-    key, (err, value, who) = min(errors.items(), key=lambda kv: kv[1][0])
-    if err <= PROPERTY_ULPS * machine_eps(ctx.dtype):
-        return f"; it matches eps={value:.3g}, the {who} (--option eps_default={key})"
-    return "; it matches none of the known defaults (" + ", ".join(f"{k}: {v[1]:.3g}" for k, v in errors.items()) + ")"
+    out = ctx.target(x, p["norm"], w, eps=eps)
+    hinted(ctx, out, x, p["norm"], w, eps, lambda: assert_matches(
+        ctx, out, ref64, lowp, what="RMSNorm of a zero-mean input (vs LayerNorm without bias)"))
 
 
 @invariant("rms_norm.eps.default", examples=norm_examples(eps=(None,)),
@@ -240,12 +268,16 @@ def check_eps_default(ctx: Context, p: dict) -> None:
     x = _x(ctx, {**p, "pattern": "normal"}, magnitude=math.sqrt(expected))
     default = call(ctx, x.shape, x, p["norm"])
     explicit = call(ctx, x.shape, x, p["norm"], None, eps=expected)
-    try:
-        assert_agree(ctx, default, explicit, f"rms_norm(x) with eps omitted vs eps={expected:.3g}")
-    except Violation as violation:  # say which convention the target follows instead
-        option = ctx.options.get("eps_default", "torch")
-        ctx.fail(f"{violation.message}: eps=None is not eps_default={option} ({KNOWN_EPS[option][1]})"
-                 + _diagnose_eps(ctx, x, default, p["norm"]), **violation.details)
+    option = ctx.options.get("eps_default", "torch")
+
+    def check() -> None:
+        try:
+            assert_agree(ctx, default, explicit, f"rms_norm(x) with eps omitted vs eps={expected:.3g}")
+        except Violation as violation:
+            ctx.fail(f"{violation.message}: eps=None is not eps_default={option} ({KNOWN_EPS[option][1]})",
+                     **violation.details)
+
+    hinted(ctx, default, x, p["norm"], None, None, check)  # says which convention the target follows instead
 
 
 @invariant("rms_norm.precision.large_inputs", kind="differential", examples=norm_examples(eps=(1e-6, 1e-5)),

@@ -12,7 +12,7 @@ def _dims(normalized_shape) -> tuple[int, ...]:
 
 
 def _rms(input, normalized_shape, weight=None, eps=None, *, eps_outside=False, sqrt=True, unbiased=False, upcast=True,
-         default_eps=None):
+         default_eps=None, offset=0.0):
     if eps is None:
         eps = default_eps if default_eps is not None else torch.finfo(
             torch.float32 if input.dtype != torch.float64 else torch.float64).eps
@@ -27,7 +27,7 @@ def _rms(input, normalized_shape, weight=None, eps=None, *, eps_outside=False, s
     else:
         y = x / (ms + eps)
     if weight is not None:
-        y = y * weight
+        y = y * (weight.to(y.dtype) + offset) if offset else y * weight
     return y.to(input.dtype)
 
 
@@ -49,6 +49,12 @@ def rms_unbiased_mean(input, normalized_shape, weight=None, eps=None):
 def rms_eps_default_1e6(input, normalized_shape, weight=None, eps=None):
     """Hugging Face's default eps where torch's convention is asked for."""
     return _rms(input, normalized_shape, weight, eps, default_eps=1e-6)
+
+
+def rms_gemma_one_plus_weight(input, normalized_shape, weight=None, eps=None):
+    """Gemma's RMSNorm (transformers GemmaRMSNorm): x_hat * (1 + weight) in float32, where torch scales by weight.
+    Correct under --option weight_offset=1 (tests/test_hints.py)."""
+    return _rms(input, normalized_shape, weight, eps, offset=1.0)
 
 
 def rms_squares_in_half(input, normalized_shape, weight=None, eps=None):
@@ -162,6 +168,9 @@ CAUGHT = [
      {"rms_norm.precision.large_inputs", "rms_norm.reference.matches", "rms_norm.scale.invariance"}),
     ("rms_norm", "rms_unbiased_mean", {"rms_norm.equals_layer_norm_on_zero_mean", "rms_norm.scale.unit_rms"}),
     ("rms_norm", "rms_eps_default_1e6", {"rms_norm.eps.default"}),
+    ("rms_norm", "rms_gemma_one_plus_weight",
+     {"rms_norm.equals_layer_norm_on_zero_mean", "rms_norm.precision.large_inputs", "rms_norm.reference.matches",
+      "rms_norm.scale.unit_rms"}),
     ("layer_norm", "ln_unbiased_variance", {"layer_norm.statistics.zero_mean_unit_variance"}),
     ("layer_norm", "ln_no_mean_subtraction", {"layer_norm.shift_invariance"}),
     ("layer_norm", "ln_affine_before_normalization",

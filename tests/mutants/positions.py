@@ -32,6 +32,13 @@ def rope_interleaved_pairs(x, positions, theta=10000.0):
     return _rope(x, positions, _inv_freq(x.shape[-1], theta), pairs="interleaved", table="interleaved")
 
 
+def rope_partial_rotary(x, positions, theta=10000.0):
+    """GPT-NeoX's partial rotary (partial_rotary_factor=0.25): rotate-half RoPE on the first quarter of each head's
+    dims, with frequencies over those k dims, the rest passed through; at least one pair (D = 2 is fully rotated)."""
+    k = max(2, int(x.shape[-1] * 0.25) // 2 * 2)
+    return torch.cat([_rope(x[..., :k], positions, _inv_freq(k, theta)), x[..., k:]], dim=-1)
+
+
 def rope_mixed_conventions(x, positions, theta=10000.0):
     """rotate_half with a cos/sin table laid out for adjacent pairs (repeat_interleave): a classic port bug."""
     return _rope(x, positions, _inv_freq(x.shape[-1], theta), pairs="half", table="interleaved")
@@ -155,6 +162,7 @@ CAUGHT = [
     ("rope", "rope_mixed_conventions", {"rope.norm_preserving", "rope.reference.matches", "rope.relative.dot_product"}),
     ("rope", "rope_ignores_positions", {"rope.position_zero_identity"}),
     ("rope", "rope_theta_ignored", {"rope.theta.frequencies"}),
+    ("rope", "rope_partial_rotary", {"rope.convention.pairs", "rope.reference.matches", "rope.theta.frequencies"}),
     ("rope_interleaved", "rope_interleaved_is_rotate_half",
      {"rope_interleaved.convention.pairs", "rope_interleaved.equals_permuted_rotate_half"}),
     ("rope_interleaved", "rope_interleaved_mixed",
