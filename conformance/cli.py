@@ -17,6 +17,7 @@ import sys
 from collections import Counter
 
 from lmspec.spec import components, get_component
+from lmspec.spec.checks import eps_units
 
 from . import catalog, environment, estimate, progress
 from .loading import LoadError, all_adapters, check_device, did_you_mean, load_target, unknown
@@ -155,7 +156,7 @@ def _print_result(r: Result, quiet: bool) -> None:
     if quiet and r.verdict in ("pass", "unsupported"):
         return
     # the largest error over every example run (the counterexample below reports its own example's error)
-    err = (f", max err over examples {r.max_abs_error:.3g} ({r.max_eps_error:.3g} eps)"
+    err = (f", max err over examples {r.max_abs_error:.3g} ({eps_units(r.max_eps_error)})"
            if r.max_abs_error is not None else "")
     declined = f" ({r.examples - r.checked} declined)" if r.checked < r.examples else ""
     line = f"{SYMBOL.get(r.verdict, r.verdict.upper()):5} {r.invariant} [{r.dtype}]  {r.checked} checked{declined}{err}"

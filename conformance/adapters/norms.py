@@ -77,7 +77,9 @@ register(AdapterSpec(
 @functools.lru_cache(maxsize=128)
 def _hf_rms_cached(cls, size: int, eps: float | None, dtype, device: str):
     module = cls(size) if eps is None else cls(size, eps=eps)  # eps omitted: the class's own default
-    return module.to(device=device, dtype=dtype).requires_grad_(False)
+    module = module.to(device=device, dtype=dtype).requires_grad_(False)
+    module.lmspec_initial_scale = norm_scale(module).detach().clone()  # what weight=None means for this class
+    return module
 
 
 def norm_scale(module: torch.nn.Module) -> torch.nn.Parameter:
@@ -93,10 +95,10 @@ def norm_scale(module: torch.nn.Module) -> torch.nn.Parameter:
 
 
 def _hf_rms_module(cls, size: int, eps: float | None, weight, dtype, device):
-    """The module with `weight` copied into its scale parameter (ones, the initial value, when None)."""
+    """The module with `weight` copied into its scale parameter; weight=None restores the class's own initial value
+    (ones for Llama, zeros for Gemma, whose (1 + weight) then scales by 1)."""
     module = _hf_rms_cached(cls, size, eps, dtype, str(device))
-    scale = norm_scale(module)
-    scale.copy_(weight.reshape(-1) if weight is not None else torch.ones_like(scale))
+    norm_scale(module).copy_(weight.reshape(-1) if weight is not None else module.lmspec_initial_scale)
     return module
 
 
@@ -119,7 +121,7 @@ register(AdapterSpec(
     wrap=_wrap_hf_rms_norm,
     doc="A Hugging Face RMSNorm class with LlamaRMSNorm's constructor (hidden_size, eps=1e-6) and forward: built in the input's "
     "dtype with the normalized dims flattened into one, weight copied into its scale parameter (read as `weight`, else "
-    "`scale`, `gamma` or `g`, else its only parameter; ones when None). eps omitted = the class default 1e-6, "
+    "`scale`, `gamma` or `g`, else its only parameter; when None, the class's initial value: ones for Llama, zeros for Gemma). eps omitted = the class default 1e-6, "
     "hence eps_default=1e-6. float64 unsupported: the class computes in float32 (hidden_states.to(torch.float32)).",
     unsupported_dtypes=frozenset({"float64"}),
     implied_options={"eps_default": "1e-6"},
