@@ -14,7 +14,8 @@ SCHEMA_VERSION = 1
 
 
 def json_report(component: str, identity: dict, config: dict, results: list[Result], exit_code: int) -> dict:
-    counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "unsupported", "error")}
+    counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "crash", "timeout", "unsupported", "error")}
+    counts["examples_checked"] = sum(r.checked for r in results)
     return {
         "schema_version": SCHEMA_VERSION,
         "component": component,
@@ -50,7 +51,7 @@ def write_junit(path: str, component: str, identity: dict, results: list[Result]
         "testsuite",
         name=f"lmspec.{component}",
         tests=str(len(results)),
-        failures=str(sum(r.verdict == "fail" for r in results)),
+        failures=str(sum(r.verdict in ("fail", "crash", "timeout") for r in results)),
         errors=str(sum(r.verdict == "error" for r in results)),
         skipped=str(sum(r.verdict == "unsupported" for r in results)),
         time=f"{sum(r.seconds for r in results):.3f}",
@@ -60,7 +61,7 @@ def write_junit(path: str, component: str, identity: dict, results: list[Result]
         ET.SubElement(props, "property", name=key, value=str(value))
     for r in results:
         case = ET.SubElement(suite, "testcase", classname=f"lmspec.{component}", name=f"{r.invariant}[{r.dtype}]", time=f"{r.seconds:.3f}")
-        if r.verdict == "fail":
+        if r.verdict in ("fail", "crash", "timeout"):
             node = ET.SubElement(case, "failure", message=r.message or "")
             node.text = json.dumps(_clean(r.counterexample), indent=2) + f"\nreproduce: {r.reproduce}"
         elif r.verdict == "error":

@@ -41,6 +41,7 @@ def test_the_cli_writes_its_report_after_a_crash_and_exits_1(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     data = json.loads(report.read_text())
     assert data["summary"]["exit_code"] == 1 and {r["verdict"] for r in data["results"]} == {"crash"}
+    assert data["summary"]["crash"] == len(data["results"]) > 0
     assert "CRASH" in proc.stdout
 
 
