@@ -214,13 +214,15 @@ class _Worker:
                 from .loading import load_target
 
                 path, component, adapter, threads = request[1:]
-                torch.set_num_threads(threads)
+                if not self.targets:  # the state as the harness had it: what every example starts from
+                    torch.set_num_threads(threads)
+                    self.baseline = global_state()
+                restore_global_state(self.baseline)  # an earlier target's changes do not reach this one's import
                 target = load_target(path, component, adapter)
                 handle = self.next_handle
                 self.next_handle += 1
                 self.objects[handle] = target.fn
                 self.targets.add(handle)
-                self.baseline = global_state()
                 return ("ok", handle)
             if op == "getattr":
                 return ("ok", self.encode(getattr(self.objects[request[1]], request[2])))

@@ -68,6 +68,13 @@ def test_side_effects_that_do_not_change_the_output_still_conform(name, capfd):
     assert torch.get_default_dtype() == torch.float32 and torch.is_grad_enabled()
 
 
+def test_one_target_changing_global_state_does_not_reach_the_next_target_in_the_worker():
+    code, _ = check("softmax", f"{Z}:changes_global_state", dtypes=["float32"], only=ONE)
+    assert code == 0
+    code, results = check("softmax", f"{Z}:uses_default_dtype", dtypes=["float32"], only=ONE)
+    assert code == 0, [(r.verdict, r.message) for r in results]
+
+
 def test_in_process_the_harness_restores_global_state_between_examples():
     code, results = check("softmax", f"{Z}:changes_global_state", dtypes=["float32"], isolate=False)
     assert code == 0, [(r.invariant, r.verdict, r.message) for r in results if r.verdict != "pass"]
