@@ -42,6 +42,8 @@ from lmspec.spec.guard import TargetUnsupported, same_values, declines, global_s
 
 #: harness-side: the last few KB a worker wrote to stdout/stderr, shown with a crash.
 OUTPUT_TAIL_BYTES = 4096
+#: errors after which a worker is not trusted for the next example (the CUDA context may be unusable)
+POISONING_ERRORS = ("CUDA error", "out of memory", "CUBLAS_STATUS", "cuDNN error", "device-side assert")
 #: items of an iterator the target returned that cross in one round trip
 NEXT_BATCH = 64
 _PRELOAD = ["torch", "lmspec.spec", "lmspec.conformance.isolation", "lmspec.conformance.loading"]
@@ -528,6 +530,8 @@ class IsolatedTarget:
                     from .loading import LoadError
 
                     raise LoadError(reply[1])
+                if any(sign in reply[1] for sign in POISONING_ERRORS):
+                    self.worker.close()  # a CUDA error can leave the process's context unusable: the next call restarts
                 raise Violation(f"{self.name} raised {reply[1]}", cause="raised")
             return tuple(reply) + (None,) * (4 - len(reply))
 

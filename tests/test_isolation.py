@@ -4,6 +4,8 @@ report is written, and the run's time is bounded. Targets run in a worker proces
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 
 import pytest
@@ -122,3 +124,20 @@ def test_declared_size_bounds_keep_examples_within_them():
     result = run_invariant(comp, comp.invariant("attention.reference.matches"), target, torch.float32,
                            RunConfig(isolate=False))
     assert result.verdict == "pass" and result.checked > 0 and seen and max(seen) <= 4, seen
+
+
+def test_after_a_cuda_error_the_next_example_gets_a_fresh_worker():
+    """A CUDA error can leave the process's context unusable: that worker is replaced before the next call."""
+    from lmspec.conformance.isolation import IsolatedTarget, _WorkerProcess
+    from lmspec.spec.core import Violation
+
+    target = IsolatedTarget(f"{Z}:cuda_error_once", "softmax", worker=_WorkerProcess())
+    x = torch.randn(2, 3)
+    with pytest.raises(Violation, match="CUDA error"):
+        target(x, -1)
+    assert not target.worker.alive()
+    generation = target.worker.generation
+    assert torch.equal(target(x, -1), torch.softmax(x, dim=-1))  # a fresh worker, where the "kernel" has not failed
+    assert target.worker.generation == generation + 1
+    target.close()
+    os.remove(os.path.join(tempfile.gettempdir(), f"lmspec-zoo-cuda-error-{os.getpid()}"))
