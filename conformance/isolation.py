@@ -14,7 +14,7 @@ object, a bound method, a generator) stays in the worker and crosses as a `Ref`,
 `Callback`: the worker asks the harness to run it, and the harness answers while it waits for the result.
 
 On Linux a worker is forked from the harness, so it starts in milliseconds with the target already imported;
-elsewhere it comes from a forkserver that has torch and lmspec imported (`preload()` adds modules).
+elsewhere it comes from a forkserver that has torch and lmspec imported.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from typing import Any, Callable
 import torch
 
 from lmspec.spec.core import Violation
-from lmspec.spec.guard import TargetUnsupported, same_values, declines, global_state, restore_global_state
+from lmspec.spec.guard import (TargetUnsupported, declines, global_state, leaves, restore_global_state, same_values,
+                               tensors_in)
 
 #: harness-side: the last few KB a worker wrote to stdout/stderr, shown with a crash.
 OUTPUT_TAIL_BYTES = 4096
@@ -46,13 +47,9 @@ OUTPUT_TAIL_BYTES = 4096
 POISONING_ERRORS = ("CUDA error", "out of memory", "CUBLAS_STATUS", "cuDNN error", "device-side assert")
 #: items of an iterator the target returned that cross in one round trip
 NEXT_BATCH = 64
-_PRELOAD = ["torch", "lmspec.spec", "lmspec.conformance.isolation", "lmspec.conformance.loading"]
+#: imported once by the forkserver (platforms without fork), so its workers start with them
+_PRELOAD = ("torch", "lmspec.spec", "lmspec.conformance.isolation", "lmspec.conformance.loading")
 _CONTEXT: multiprocessing.context.BaseContext | None = None
-
-
-def preload(*modules: str) -> None:
-    """Import these in the forkserver too (before its first worker), so each worker starts with them imported."""
-    _PRELOAD.extend(m for m in modules if m not in _PRELOAD)
 
 
 def _context():
@@ -161,20 +158,18 @@ class _Worker:
         self.baseline = global_state()
 
     def encode(self, value: Any, inputs: dict | None = None) -> Any:
+        """Plain data by value; a tensor sharing an input's storage (`inputs`: storage pointer -> input index) as an
+        AliasOf; anything else stays here behind a Ref."""
         if inputs and isinstance(value, torch.Tensor) and value.layout == torch.strided:
             index = inputs.get(value.untyped_storage().data_ptr())
             if index is not None:
                 return AliasOf(index, value.dtype, tuple(value.shape), value.stride(), value.storage_offset())
-        if inputs and type(value) in (list, tuple, dict):
-            items = value.items() if type(value) is dict else enumerate(value)
-            encoded = {k: self.encode(v, inputs) for k, v in items}
-            return encoded if type(value) is dict else type(value)(encoded[i] for i in range(len(value)))
+        if type(value) in (list, tuple):
+            return type(value)(self.encode(v, inputs) for v in value)
+        if type(value) is dict:
+            return {k: self.encode(v, inputs) for k, v in value.items()}
         if _is_plain(value):
             return value
-        if type(value) in (list, tuple):
-            return type(value)(self.encode(v) for v in value)
-        if type(value) is dict:
-            return {k: self.encode(v) for k, v in value.items()}
         handle = self.next_handle
         self.next_handle += 1
         self.objects[handle] = value
@@ -250,8 +245,9 @@ class _Worker:
             self.objects = {h: obj for h, obj in self.objects.items() if h in self.targets}
         fn = self.objects[handle] if attribute is None else getattr(self.objects[handle], attribute)
         args, kwargs = self.decode(args), self.decode(kwargs)
-        generators = [g for g in _leaves((args, kwargs)) if isinstance(g, torch.Generator)]
-        inputs = [t for t in _leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        given = list(leaves((args, kwargs)))
+        generators = [g for g in given if isinstance(g, torch.Generator)]
+        inputs = [t for t in given if isinstance(t, torch.Tensor)]
         snapshots = [t.detach().clone() for t in inputs]
         out = fn(*args, **kwargs)
         # input tensors the call wrote into (the harness compares them with its own), the generators' states
@@ -259,17 +255,6 @@ class _Worker:
         storages = {t.untyped_storage().data_ptr(): i for i, t in reversed(list(enumerate(inputs)))
                     if t.layout == torch.strided and t.untyped_storage().nbytes()}
         return ("ok", self.encode(out, storages), changed, [g.get_state() for g in generators])
-
-
-def _leaves(value: Any):
-    if isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _leaves(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _leaves(v)
-    else:
-        yield value
 
 
 def _worker_main(conn, output) -> None:
@@ -443,11 +428,12 @@ class IsolatedTarget:
         request = ("call", handle, attribute, self._encode(args), self._encode(kwargs), self.pending_seed)
         self.pending_seed = None
         status, value, changed, generator_states = self._request(request, timeout=timeout)
-        _check_not_mutated(self.name, (args, kwargs), changed)
-        for generator, state in zip([g for g in _leaves((args, kwargs)) if isinstance(g, torch.Generator)],
-                                    generator_states):
+        given = list(leaves((args, kwargs)))
+        inputs = [t for t in given if isinstance(t, torch.Tensor)]
+        _check_not_mutated(self.name, inputs, changed)
+        for generator, state in zip([g for g in given if isinstance(g, torch.Generator)], generator_states):
             generator.set_state(state)
-        return self._wrap(value, [t for t in _leaves((args, kwargs)) if isinstance(t, torch.Tensor)])
+        return self._wrap(value, inputs)
 
     def getattr(self, handle: int, name: str) -> Any:
         return self._wrap(self._request(("getattr", handle, name), timeout=self._timeout((), {}))[1])
@@ -602,12 +588,9 @@ class _RemoteMethod:
         return self.owner.call(self.handle, self.name, args, kwargs)
 
 
-def _check_not_mutated(name: str, before: Any, changed: dict) -> None:
+def _check_not_mutated(name: str, tensors_before: list[torch.Tensor], changed: dict) -> None:
     """The input tensors the worker says the call wrote into, against the harness's own: a target must not write
     into its inputs. (The comparison is the harness's; which tensors to compare, the worker's.)"""
-    if not changed:
-        return
-    tensors_before = [t for t in _leaves(before) if isinstance(t, torch.Tensor)]
     for i, after in sorted(changed.items()):
         if not same_values(tensors_before[i].detach(), after):
             raise Violation(f"{name} mutated its input tensor #{i} (shape {tuple(after.shape)}) in place",
@@ -617,7 +600,7 @@ def _check_not_mutated(name: str, before: Any, changed: dict) -> None:
 def default_timeout(args: Any, kwargs: Any) -> float:
     """Seconds allowed for one call, from the size of its inputs: 30 s, plus 1 s per million input elements (a
     float64 reference-scale call on the CPU moves well under that)."""
-    elements = sum(t.numel() for t in _leaves((args, kwargs)) if isinstance(t, torch.Tensor))
+    elements = sum(t.numel() for t in tensors_in((args, kwargs)))
     return 30.0 + elements / 1e6
 
 

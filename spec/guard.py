@@ -91,14 +91,20 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _tensors(values: Any) -> list[torch.Tensor]:
-    if isinstance(values, torch.Tensor):
-        return [values]
-    if isinstance(values, (list, tuple)):
-        return [t for v in values for t in _tensors(v)]
-    if isinstance(values, dict):
-        return [t for v in values.values() for t in _tensors(v)]
-    return []
+def leaves(value: Any) -> Iterator[Any]:
+    """The values inside nested lists, tuples and dicts (a call's arguments), in order."""
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from leaves(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from leaves(v)
+    else:
+        yield value
+
+
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    return [t for t in leaves(value) if isinstance(t, torch.Tensor)]
 
 
 class GuardedTarget:
@@ -110,7 +116,7 @@ class GuardedTarget:
         self.name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        inputs = _tensors(args) + _tensors(kwargs)
+        inputs = tensors_in((args, kwargs))
         snapshots = [t.detach().clone() for t in inputs]
         try:
             with time_limit(self.timeout_s):
