@@ -18,6 +18,7 @@ def as_data(registry: dict[str, Component]) -> list[dict]:
             "summary": c.summary,
             "reference": c.reference_path,
             "dtypes": [_dtype(d) for d in c.dtypes] or ["any"],
+            "bound": c.bound,
             "options": [{"name": o.name, "default": o.default, "choices": list(o.choices), "doc": o.doc} for o in c.options],
             "features": dict(c.features),
             "invariants": [
@@ -61,6 +62,7 @@ def render(registry: dict[str, Component]) -> str:
                 f"- signature: `{c['signature']}`",
                 f"- reference: `{c['reference']}`",
                 f"- dtypes: {', '.join(c['dtypes'])}",
+                f"- tolerance bound: {c['bound']} (docs/tolerance.md)",
             ]
             for o in c["options"]:
                 lines.append(f"- option `{o['name']}` = {' | '.join(o['choices'])} (default `{o['default']}`): {o['doc']}")

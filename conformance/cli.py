@@ -18,6 +18,7 @@ from collections import Counter
 
 from lmspec.spec import components, get_component
 from lmspec.spec.checks import eps_units
+from lmspec.spec.strategies import SCALES
 
 from . import catalog, environment, estimate, progress
 from .loading import LoadError, all_adapters, check_device, did_you_mean, load_target, unknown
@@ -55,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="check only these dtypes (repeatable)")
     check.add_argument("--invariant", action="append", help="check only these invariant ids (repeatable)")
     check.add_argument("--profile", default="ci", choices=["ci", "dev", "fuzz"])
+    check.add_argument("--scale", choices=SCALES, default=None,
+                       help="sizes to draw: small (one tile), kernel (also tile boundaries and real models' sizes one "
+                       "dimension at a time; the default), production (real sizes in every dimension; GPU, fuzzing); "
+                       "docs/scale.md")
     check.add_argument("--max-examples", type=int)
     check.add_argument("--seed", type=int)
     check.add_argument("--device", default="cpu", help="device the target's inputs are placed on (cpu, cuda, ...)")
@@ -232,11 +237,13 @@ def cmd_check(args) -> int:
         return _cannot_run(str(exc))
     config = RunConfig(profile=args.profile, max_examples=args.max_examples, seed=args.seed, device=args.device,
                        timeout_s=args.timeout, options=options, env=env)
+    if args.scale:
+        config.scale = args.scale
     if args.in_process:
         config.isolate = False
     identity = target.identity(args.device)
     print(f"lmspec check {component.name}: {args.target}" + (f" via adapter {args.adapter}" if args.adapter else "")
-          + f" (torch {identity['torch_version']}, {args.device}, profile {args.profile})")
+          + f" (torch {identity['torch_version']}, {args.device}, profile {args.profile}, scale {config.scale})")
     sys.stdout.flush()
 
     def print_result(r: Result) -> None:

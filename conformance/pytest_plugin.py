@@ -32,6 +32,7 @@ def pytest_addoption(parser):
     group.addoption("--lmspec-dtype", action="append", default=[], help="only these dtypes (repeatable)")
     group.addoption("--lmspec-profile", default="ci", choices=sorted(profiles.PROFILES))
     group.addoption("--lmspec-device", default="cpu")
+    group.addoption("--lmspec-scale", default=None, help="sizes to draw: small, kernel or production (docs/scale.md)")
     group.addoption("--lmspec-env", action="append", default=[], metavar="NAME=VALUE",
                     help="set an environment variable before the targets are imported (repeatable)")
 
@@ -68,6 +69,8 @@ def _load(config) -> list[tuple]:
     from lmspec.spec import components, get_component
 
     from .loading import LoadError, check_device, load_target, unknown
+    from lmspec.spec.strategies import SCALES
+
     from .runner import DTYPES, RunConfig
 
     specs = _pairs(config.getoption("--lmspec-target"), "--lmspec-target")
@@ -88,6 +91,10 @@ def _load(config) -> list[tuple]:
         raise pytest.UsageError(f"lmspec: --lmspec-device: {exc}") from None
     os.environ.update(env)  # before the targets are imported
     run_config = RunConfig(profile=config.getoption("--lmspec-profile"), device=device, options=options, env=env)
+    if config.getoption("--lmspec-scale"):
+        run_config.scale = config.getoption("--lmspec-scale")
+    if run_config.scale not in SCALES:
+        raise pytest.UsageError(f"lmspec: --lmspec-scale {run_config.scale!r}: choose one of {', '.join(SCALES)}")
     loaded = []
     for name, path in specs.items():
         component = get_component(name)

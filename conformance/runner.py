@@ -15,6 +15,7 @@ import torch
 from hypothesis import given
 
 from lmspec.spec import Component, Context, Invariant, Violation
+from lmspec.spec.strategies import DEFAULT_SCALE, at_scale
 from lmspec.spec.guard import DEFAULT_TIMEOUT_S, GuardedTarget, TargetUnsupported, global_state, restore_global_state
 
 from . import isolation
@@ -43,6 +44,8 @@ class RunConfig:
     isolate: bool = field(default_factory=lambda: os.environ.get("LMSPEC_IN_PROCESS") != "1")
     #: environment variables set for the run (`--env NAME=VALUE`), repeated in every reproduce line
     env: dict[str, str] = field(default_factory=dict)
+    #: the sizes examples are drawn at (spec/strategies.py SCALES; docs/scale.md); LMSPEC_SCALE sets the default
+    scale: str = field(default_factory=lambda: os.environ.get("LMSPEC_SCALE", DEFAULT_SCALE))
 
 
 @dataclass
@@ -152,7 +155,8 @@ def run_invariant(
 
     def one_example(params: dict) -> None:
         result.examples += 1
-        ctx = Context(target=caller, dtype=dtype, device=torch.device(config.device), options=options)
+        ctx = Context(target=caller, dtype=dtype, device=torch.device(config.device), options=options,
+                      bound=component.bound)
         # A target that draws random numbers replays identically, and one that changed torch's global state (default
         # dtype, threads, grad mode, deterministic flags) does not change what the next example sees.
         if isolated:
@@ -201,7 +205,8 @@ def run_invariant(
                 test = hypothesis.seed(stable_seed(component, invariant, name))(test)
             test = settings(test)
             test._hypothesis_internal_add_digest = f"{component.name}|{invariant.id}|{name}|{target.path}".encode()
-            test()
+            with at_scale(config.scale):
+                test()
     except _SearchStopped:
         record_failure(last_failure["violation"], last_failure["params"])
     except Violation as violation:

@@ -22,7 +22,7 @@ import torch
 from .core import Context
 from .guard import expect_tensor
 
-from .tolerance import DEFAULT_FACTOR, FLOAT64_WITNESS_ULPS, ErrorStats, compare, eps
+from .tolerance import DEFAULT_FACTOR, FLOAT64_WITNESS_ULPS, FLOOR_ULPS, ErrorStats, compare, eps
 
 __all__ = ["PROPERTY_ULPS", "assert_agree", "assert_each_within", "assert_equal", "assert_matches", "assert_within",
            "call", "differential", "dtype_name", "eps_units", "expect_tensor", "reference_pair", "show", "to64"]
@@ -96,14 +96,25 @@ def assert_matches(
     ref_lowp: torch.Tensor,
     what: str = "output",
     factor: float = DEFAULT_FACTOR,
+    bound: str | None = None,
 ) -> ErrorStats:
-    """The tolerance policy (spec/tolerance.py) applied to one output; records the error statistics."""
+    """The tolerance policy (spec/tolerance.py) applied to one output, with the component's bound unless `bound`
+    says otherwise; records the error statistics."""
     finite = bool(torch.isfinite(ref64).all())
     expect_tensor(out, tuple(ref64.shape), ctx.dtype, ctx.device, what=what, finite=finite)
-    stats = compare(out, ref64, ref_lowp, ctx.dtype, factor=factor)
+    stats = compare(out, ref64, ref_lowp, ctx.dtype, factor=factor, bound=bound or ctx.bound)
     ctx.errors.append(stats)
     if not stats.ok:
         got, want = show(stats.target_value, stats.reference_value)
+        if stats.bound == "elementwise":
+            off = abs(stats.target_value - stats.reference_value)
+            ctx.fail(
+                f"{what} differs from the float64 reference on this example by {off:.3g} at index {stats.worst_index}: "
+                f"target {got}, reference {want}; allowed there {stats.allowed:.3g} = {factor:g} x the reference's own "
+                f"{dtype_name(ctx.dtype)} error at that element {stats.reference_error:.3g} + {FLOOR_ULPS:g} eps of the "
+                "element",
+                **stats.as_dict(),
+            )
         ctx.fail(
             f"{what} differs from the float64 reference on this example by {stats.max_abs:.3g} "
             f"({eps_units(stats.max_eps, ctx.dtype)} at the output's scale) at index {stats.worst_index}: target "
@@ -114,11 +125,12 @@ def assert_matches(
     return stats
 
 
-def differential(ctx: Context, reference: Callable, *args: Any, factor: float = DEFAULT_FACTOR, **kwargs: Any) -> ErrorStats:
+def differential(ctx: Context, reference: Callable, *args: Any, factor: float = DEFAULT_FACTOR, bound: str | None = None,
+                 **kwargs: Any) -> ErrorStats:
     """Call the target and the reference on the same inputs and apply the tolerance policy."""
     ref64, ref_lowp = reference_pair(reference, *args, **kwargs)
     out = ctx.target(*args, **kwargs)
-    return assert_matches(ctx, out, ref64, ref_lowp, factor=factor)
+    return assert_matches(ctx, out, ref64, ref_lowp, factor=factor, bound=bound)
 
 
 def assert_agree(ctx: Context, a: torch.Tensor, b: torch.Tensor, what: str, ulps: float = PROPERTY_ULPS) -> None:

@@ -106,6 +106,9 @@ class Component:
     options: tuple[Option, ...] = ()
     #: features a target may declare unsupported, with what each means.
     features: dict[str, str] = field(default_factory=dict)
+    #: how differential checks bound its outputs' error (spec/tolerance.py): "elementwise" for outputs whose every
+    #: element is a value in its own right (activations, probabilities, normalised outputs), else "normwise".
+    bound: str = "normwise"
     family: str = ""
     invariants: list[Invariant] = field(default_factory=list)
 
@@ -150,6 +153,8 @@ class Context:
     device: torch.device
     options: dict[str, str]
     errors: list = field(default_factory=list)
+    #: the component's tolerance bound, "normwise" or "elementwise" (Component.bound)
+    bound: str = "normwise"
 
     def fail(self, message: str, **details: Any) -> None:
         raise Violation(message, **details)

@@ -195,7 +195,7 @@ def test_piped_output_is_plain_and_unchanged():
     assert "\x1b" not in proc.stdout and "\r" not in proc.stdout
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("lmspec check softmax: torch:softmax (torch ")
-    assert lines[0].endswith(", cpu, profile ci)")
+    assert lines[0].endswith(", cpu, profile ci, scale kernel)")
     assert lines[1].startswith("PASS  softmax.reference.matches [float32]  2 checked, max err over examples ")
     assert lines[2] == "PASS  softmax.shift_invariance [float32]  2 checked"
     assert lines[3:] == ["summary: 2 pass, 0 fail, 0 unsupported, 0 error; 4 examples checked -> exit 0"]
