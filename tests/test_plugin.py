@@ -74,4 +74,6 @@ def test_plugin_usage_errors_name_the_nearest_and_check_the_device():
     assert device.returncode == 4 and "device 'cuda:99' is not available" in device.stderr, device.stderr
     adapter = run_pytest("--lmspec-target", "rope=torch:softmax", "--lmspec-adapter", "rope=hf_llama_rotary")
     assert adapter.returncode == 4 and "adapter 'hf_llama_rotary' cannot wrap torch:softmax" in adapter.stderr
-    assert "Traceback" not in typo.stderr + device.stderr + adapter.stderr
+    scale = run_pytest("--lmspec-target", "softmax=torch:softmax", "--lmspec-scale", "huge")
+    assert scale.returncode == 4 and "--lmspec-scale 'huge': choose one of small, kernel, production" in scale.stderr
+    assert "Traceback" not in typo.stderr + device.stderr + adapter.stderr + scale.stderr
