@@ -266,8 +266,8 @@ def cmd_check(args) -> int:
           f"{counts['error']} error{others}; {checked} examples checked -> exit {code}")
     if code == 2 and counts["error"] == 0:
         print("lmspec: error: no invariant could be evaluated (every one unsupported)", file=sys.stderr)
-    run_config = {"profile": args.profile, "max_examples": args.max_examples, "seed": args.seed, "options": options,
-                  "dtypes": args.dtype, "invariants": args.invariant, "timeout_s": args.timeout, "env": env,
+    run_config = {"profile": args.profile, "scale": config.scale, "max_examples": args.max_examples, "seed": args.seed,
+                  "options": options, "dtypes": args.dtype, "invariants": args.invariant, "timeout_s": args.timeout, "env": env,
                   "isolated": config.isolate}
     try:
         if args.report:

@@ -4,6 +4,8 @@ elements that the normwise bound lets through."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -107,9 +109,11 @@ def test_elementwise_bound_allows_the_references_own_error_at_each_element():
         assert_matches(ctx, beyond.float(), ref64, witness)
 
 
-def test_cli_scale_option_is_printed_and_validated():
+def test_cli_scale_option_is_printed_recorded_and_validated(tmp_path):
+    report = tmp_path / "r.json"
     proc = run_cli("check", "softmax", "--target", "torch:softmax", "--scale", "small", "--dtype", "float32",
-                   "--invariant", "softmax.reference.matches", "-q")
+                   "--invariant", "softmax.reference.matches", "-q", "--report", str(report))
     assert proc.returncode == 0 and "scale small" in proc.stdout, proc.stdout + proc.stderr
+    assert json.loads(report.read_text())["config"]["scale"] == "small"
     bad = run_cli("check", "softmax", "--target", "torch:softmax", "--scale", "huge")
     assert bad.returncode == 2 and "invalid choice: 'huge'" in bad.stderr
