@@ -23,7 +23,8 @@ from lmspec.spec.strategies import SCALES
 from . import catalog, environment, estimate, progress
 from .loading import LoadError, all_adapters, check_device, did_you_mean, load_target, unknown
 from .report import json_report, write_json, write_junit
-from .runner import DTYPES, Result, RunConfig, dtype_name, exit_code, run_component, selected_dtypes
+from .runner import (DTYPES, Result, RunConfig, dtype_name, exit_code, run_component, selected_dtypes,
+                     selected_invariants)
 
 SYMBOL = {"pass": "PASS", "fail": "FAIL", "unsupported": "UNSUP", "error": "ERROR"}
 VERDICTS = ("pass", "fail", "unsupported", "error")
@@ -60,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="sizes to draw: small (one tile), kernel (also tile boundaries and real models' sizes one "
                        "dimension at a time; the default), production (real sizes in every dimension; GPU, fuzzing); "
                        "docs/scale.md")
+    check.add_argument("--no-backward", action="store_true",
+                       help="skip the gradient invariants (an inference-only kernel declares 'backward' unsupported)")
     check.add_argument("--max-examples", type=int)
     check.add_argument("--seed", type=int)
     check.add_argument("--device", default="cpu", help="device the target's inputs are placed on (cpu, cuda, ...)")
@@ -239,6 +242,7 @@ def cmd_check(args) -> int:
                        timeout_s=args.timeout, options=options, env=env)
     if args.scale:
         config.scale = args.scale
+    config.backward = not args.no_backward
     if args.in_process:
         config.isolate = False
     identity = target.identity(args.device)
@@ -251,7 +255,7 @@ def cmd_check(args) -> int:
 
     run = dict(dtypes=args.dtype, only=args.invariant, replay=replay, on_result=print_result)
     if progress.wanted(args.quiet):
-        chosen = [inv for inv in component.invariants if not args.invariant or inv.id in args.invariant]
+        chosen = selected_invariants(component, config, args.invariant)
         plan = [(inv.id, dtype_name(d)) for inv in chosen for d in selected_dtypes(component, inv, args.dtype)]
         with progress.CheckProgress(component.name, plan) as shown:
             results = run_component(component, target, config, **{**run, "on_result": shown.result(print_result)},

@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 import torch
 
+from lmspec.spec.backward import run_backward
 from lmspec.spec.core import Violation
 from lmspec.spec.guard import (TargetUnsupported, declines, global_state, leaves, restore_global_state, same_values,
                                tensors_in)
@@ -233,6 +234,8 @@ class _Worker:
                 return ("ok", self.encode(items), False)
             if op == "call":
                 return self.call(*request[1:])
+            if op == "vjp":
+                return self.vjp(*request[1:])
             return ("raised", f"unknown request {op!r}")
         except Exception as exc:
             if declines(exc):
@@ -240,10 +243,23 @@ class _Worker:
             return ("raised", f"{type(exc).__name__}: {exc}".strip(), traceback.format_exc(limit=-3))
 
     def call(self, handle: int, attribute: str | None, args: Any, kwargs: Any, seed: int | None) -> tuple:
+        fn = self.objects[handle] if attribute is None else getattr(self.objects[handle], attribute)
+        return self.run(fn, args, kwargs, seed)
+
+    def vjp(self, handle: int, args: Any, kwargs: Any, wrt: list[int], cotangents: list, twice: bool,
+            seed: int | None) -> tuple:
+        """The target's outputs and vector-Jacobian products, computed here where its autograd graph lives."""
+        target = self.objects[handle]
+
+        def pull_back(*args: Any, **kwargs: Any) -> dict:
+            return run_backward(target, args, kwargs, wrt, cotangents, twice)
+
+        return self.run(pull_back, args, kwargs, seed)
+
+    def run(self, fn: Callable, args: Any, kwargs: Any, seed: int | None) -> tuple:
         if seed is not None:  # the first call of an example: what earlier examples left behind is gone
             restore_global_state(self.baseline, seed=seed)
             self.objects = {h: obj for h, obj in self.objects.items() if h in self.targets}
-        fn = self.objects[handle] if attribute is None else getattr(self.objects[handle], attribute)
         args, kwargs = self.decode(args), self.decode(kwargs)
         given = list(leaves((args, kwargs)))
         generators = [g for g in given if isinstance(g, torch.Generator)]
@@ -423,9 +439,17 @@ class IsolatedTarget:
         return self.call(self.handle, None, args, kwargs)
 
     def call(self, handle: int, attribute: str | None, args: tuple, kwargs: dict) -> Any:
+        return self._call(("call", handle, attribute), args, kwargs)
+
+    def vjp(self, args: tuple, kwargs: dict, wrt: list[int], cotangents: list[torch.Tensor], twice: bool = False) -> dict:
+        """The target's outputs and vector-Jacobian products (spec/backward.py), computed in the worker."""
+        self._ensure_loaded()
+        return self._call(("vjp", self.handle), args, kwargs, (list(wrt), [c.detach() for c in cotangents], twice))
+
+    def _call(self, head: tuple, args: tuple, kwargs: dict, extra: tuple = ()) -> Any:
         timeout = self._timeout(args, kwargs)
         self.callbacks = {}
-        request = ("call", handle, attribute, self._encode(args), self._encode(kwargs), self.pending_seed)
+        request = (*head, self._encode(args), self._encode(kwargs), *extra, self.pending_seed)
         self.pending_seed = None
         status, value, changed, generator_states = self._request(request, timeout=timeout)
         given = list(leaves((args, kwargs)))

@@ -32,6 +32,7 @@ def pytest_addoption(parser):
     group.addoption("--lmspec-dtype", action="append", default=[], help="only these dtypes (repeatable)")
     group.addoption("--lmspec-profile", default="ci", choices=sorted(profiles.PROFILES))
     group.addoption("--lmspec-device", default="cpu")
+    group.addoption("--lmspec-no-backward", action="store_true", help="skip the gradient invariants")
     group.addoption("--lmspec-scale", default=None, help="sizes to draw: small, kernel or production (docs/scale.md)")
     group.addoption("--lmspec-env", action="append", default=[], metavar="NAME=VALUE",
                     help="set an environment variable before the targets are imported (repeatable)")
@@ -91,6 +92,7 @@ def _load(config) -> list[tuple]:
         raise pytest.UsageError(f"lmspec: --lmspec-device: {exc}") from None
     os.environ.update(env)  # before the targets are imported
     run_config = RunConfig(profile=config.getoption("--lmspec-profile"), device=device, options=options, env=env)
+    run_config.backward = not config.getoption("--lmspec-no-backward")
     if config.getoption("--lmspec-scale"):
         run_config.scale = config.getoption("--lmspec-scale")
     if run_config.scale not in SCALES:
@@ -132,9 +134,9 @@ class TargetCollector(pytest.Collector):
         self.component, self.target, self.run_config, self.dtypes = component, target, run_config, dtypes
 
     def collect(self):
-        from .runner import dtype_name, selected_dtypes
+        from .runner import dtype_name, selected_dtypes, selected_invariants
 
-        for invariant in self.component.invariants:
+        for invariant in selected_invariants(self.component, self.run_config):
             for dtype in selected_dtypes(self.component, invariant, self.dtypes):
                 yield InvariantItem.from_parent(
                     self, name=f"{invariant.id}[{dtype_name(dtype)}]", component=self.component, invariant=invariant,

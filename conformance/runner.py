@@ -23,6 +23,9 @@ from . import isolation
 from .loading import Target
 from .profiles import build_settings
 
+#: the feature gradient invariants require: a target declares it unsupported for an inference-only kernel
+BACKWARD = "backward"
+
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -44,6 +47,8 @@ class RunConfig:
     isolate: bool = field(default_factory=lambda: os.environ.get("LMSPEC_IN_PROCESS") != "1")
     #: environment variables set for the run (`--env NAME=VALUE`), repeated in every reproduce line
     env: dict[str, str] = field(default_factory=dict)
+    #: run the gradient invariants (those that require the feature "backward"); `--no-backward` skips them
+    backward: bool = True
     #: the sizes examples are drawn at (spec/strategies.py SCALES; docs/scale.md); LMSPEC_SCALE sets the default
     scale: str = field(default_factory=lambda: os.environ.get("LMSPEC_SCALE", DEFAULT_SCALE))
 
@@ -273,17 +278,21 @@ def run_component(
     on_example: Callable[[int], None] | None = None,
 ) -> list[Result]:
     """Every selected invariant x dtype of `component` against `target`."""
-    only = set(only or ())
     results = []
-    for invariant in component.invariants:
-        if only and invariant.id not in only:
-            continue
+    for invariant in selected_invariants(component, config, only):
         for dtype in selected_dtypes(component, invariant, dtypes):
             result = run_invariant(component, invariant, target, dtype, config, replay=replay, on_example=on_example)
             results.append(result)
             if on_result:
                 on_result(result)
     return results
+
+
+def selected_invariants(component: Component, config: RunConfig, only: Iterable[str] | None = None) -> list[Invariant]:
+    """The component's invariants named in `only` (all when empty), without the gradient ones under --no-backward."""
+    only = set(only or ())
+    return [inv for inv in component.invariants
+            if (not only or inv.id in only) and (config.backward or BACKWARD not in inv.requires)]
 
 
 def exit_code(results: list[Result]) -> int:

@@ -116,11 +116,23 @@ class GuardedTarget:
         self.name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._guarded(self.fn, args, kwargs)
+
+    def vjp(self, args: tuple, kwargs: dict, wrt: list[int], cotangents: list[torch.Tensor], twice: bool = False) -> dict:
+        """The target's outputs and vector-Jacobian products (spec/backward.py), under the same guard as a call."""
+        from .backward import run_backward
+
+        def pull_back(*args: Any, **kwargs: Any) -> dict:
+            return run_backward(self.fn, args, kwargs, wrt, cotangents, twice)
+
+        return self._guarded(pull_back, args, kwargs)
+
+    def _guarded(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
         inputs = tensors_in((args, kwargs))
         snapshots = [t.detach().clone() for t in inputs]
         try:
             with time_limit(self.timeout_s):
-                out = self.fn(*args, **kwargs)
+                out = fn(*args, **kwargs)
         except TargetTimeout:
             raise Violation(f"{self.name} did not return within {self.timeout_s:g}s (per-example timeout)", cause="timeout") from None
         except Violation:
