@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from .hf import copy_weights, frozen, tiny_config
+from .hf import call_with, frozen, tiny_config
 from .registry import AdapterSpec, expect_class, expect_function, register
 
 
@@ -161,8 +161,6 @@ def _wrap_hf_llama_attention(cls: object, component: str) -> Callable:
                 f"head_dim, o_proj: num_heads * head_dim -> hidden); it cannot compute value head dim Ev={ev} != E={e}"
             )
         module = _llama_attention_module(cls, d, num_heads, num_kv_heads, e, x.dtype, str(x.device))
-        copy_weights([(module.q_proj.weight, w_q), (module.k_proj.weight, w_k), (module.v_proj.weight, w_v),
-                      (module.o_proj.weight, w_o)])
         with torch.no_grad():
             # RoPE off: cos = 1, sin = 0 makes apply_rotary_pos_emb the identity (q * 1 + rotate_half(q) * 0).
             cos = torch.ones(1, l, e, dtype=x.dtype, device=x.device)
@@ -174,7 +172,8 @@ def _wrap_hf_llama_attention(cls: object, component: str) -> Callable:
                 if is_causal
                 else None
             )
-            out, _ = module(x, position_embeddings=(cos, sin), attention_mask=mask)
+        weights = {"q_proj.weight": w_q, "k_proj.weight": w_k, "v_proj.weight": w_v, "o_proj.weight": w_o}
+        out, _ = call_with(module, weights, x, position_embeddings=(cos, sin), attention_mask=mask)
         return out
 
     return multi_head_attention
@@ -188,7 +187,7 @@ register(
         doc="The Hugging Face LlamaAttention class (or one with its constructor and forward): a module built from a "
         "LlamaConfig with the canonical sizes (hidden_size=D, heads, kv heads, head_dim=E, no bias, eager attention), "
         "the canonical weights copied into q/k/v/o_proj, RoPE disabled (cos=1, sin=0), the causal mask from "
-        "masking_utils.create_causal_mask, eval mode, no_grad, in the input's dtype. float64 unsupported (softmax in "
+        "masking_utils.create_causal_mask, eval mode, in the input's dtype. float64 unsupported (softmax in "
         "float32). Ev != E (feature ev_ne_e) is unsupported: the module has a single head_dim.",
         unsupported_dtypes=frozenset({"float64"}),
         unsupported_features=frozenset({"ev_ne_e"}),

@@ -1,7 +1,7 @@
 """Adapters for the feed-forward family: Hugging Face LlamaMLP (SwiGLU, no biases) and GPT2MLP (Conv1D, biases).
 
 Modules are built from tiny configs in the input's dtype, the canonical nn.Linear-layout weights copied in, in eval
-mode under no_grad.
+mode.
 
 - `hf_llama_mlp` (swiglu): LlamaMLP(config with hidden_act='silu', mlp_bias=False): down_proj(act(gate_proj(x)) *
   up_proj(x)); gate_proj / up_proj / down_proj take w_gate / w_up / w_down as they are.
@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from .hf import copy_weights, frozen, tiny_config
+from .hf import call_with, frozen, tiny_config
 from .registry import AdapterSpec, expect_class, register
 
 
@@ -37,9 +37,7 @@ def _wrap_hf_llama_mlp(cls: object, component: str) -> Callable:
     def swiglu(x, w_gate, w_up, w_down):
         f, d = w_gate.shape
         module = _llama_mlp(cls, d, f, x.dtype, str(x.device))
-        copy_weights([(module.gate_proj.weight, w_gate), (module.up_proj.weight, w_up), (module.down_proj.weight, w_down)])
-        with torch.no_grad():
-            return module(x)
+        return call_with(module, {"gate_proj.weight": w_gate, "up_proj.weight": w_up, "down_proj.weight": w_down}, x)
 
     return swiglu
 
@@ -70,11 +68,11 @@ def _wrap_hf_gpt2_mlp(cls: object, component: str) -> Callable:
     def feed_forward(x, w_in, w_out, b_in=None, b_out=None, activation="gelu"):
         f, d = w_in.shape
         module = _gpt2_mlp(cls, d, f, activation, x.dtype, str(x.device))
-        copy_weights([(module.c_fc.weight, w_in.T), (module.c_proj.weight, w_out.T),  # Conv1D stores [in, out]
-                      (module.c_fc.bias, b_in if b_in is not None else torch.zeros_like(module.c_fc.bias)),
-                      (module.c_proj.bias, b_out if b_out is not None else torch.zeros_like(module.c_proj.bias))])
-        with torch.no_grad():
-            return module(x.contiguous())  # Conv1D reshapes with .view: GPT-2 always feeds it contiguous hidden states
+        weights = {"c_fc.weight": w_in.T, "c_proj.weight": w_out.T,  # Conv1D stores [in, out]
+                   "c_fc.bias": b_in if b_in is not None else torch.zeros_like(module.c_fc.bias),
+                   "c_proj.bias": b_out if b_out is not None else torch.zeros_like(module.c_proj.bias)}
+        # Conv1D reshapes with .view: GPT-2 always feeds it contiguous hidden states
+        return call_with(module, weights, x.contiguous())
 
     return feed_forward
 

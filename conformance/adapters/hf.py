@@ -33,9 +33,8 @@ def frozen(module: torch.nn.Module, dtype: torch.dtype, device: str | torch.devi
     return module.to(device=device, dtype=dtype).requires_grad_(False).eval()
 
 
-def copy_weights(pairs) -> None:
-    """Copy each canonical weight into its module parameter, (parameter, weight) pairs; None leaves it as built."""
-    with torch.no_grad():
-        for parameter, weight in pairs:
-            if weight is not None:
-                parameter.copy_(weight)
+def call_with(module: torch.nn.Module, weights: dict, *args, **kwargs):
+    """module(*args, **kwargs) with the canonical weights standing in for its parameters (name -> tensor; None leaves
+    a parameter as built). They are used, not copied, so gradients reach them: the adapted target has a backward."""
+    given = {name: weight for name, weight in weights.items() if weight is not None}
+    return torch.func.functional_call(module, given, args, kwargs, strict=False)

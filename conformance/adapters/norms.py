@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from .hf import config_class, tiny_config
+from .hf import call_with, config_class, tiny_config
 from .registry import AdapterSpec, expect_class, expect_module, register
 
 
@@ -34,10 +34,7 @@ def _wrap_torch_rms_module(cls: object, component: str) -> Callable:
 
     def rms_norm(input, normalized_shape, weight=None, eps=None):
         module = cls(_shape(normalized_shape), eps=eps, elementwise_affine=weight is not None, device=input.device, dtype=input.dtype)
-        with torch.no_grad():
-            if weight is not None:
-                module.weight.copy_(weight)
-            return module(input)
+        return call_with(module, {"weight": weight}, input)
 
     return rms_norm
 
@@ -48,12 +45,7 @@ def _wrap_torch_layer_norm_module(cls: object, component: str) -> Callable:
     def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         affine = weight is not None or bias is not None
         module = cls(_shape(normalized_shape), eps=eps, elementwise_affine=affine, bias=bias is not None, device=input.device, dtype=input.dtype)
-        with torch.no_grad():
-            if weight is not None:
-                module.weight.copy_(weight)
-            if bias is not None:
-                module.bias.copy_(bias)
-            return module(input)
+        return call_with(module, {"weight": weight, "bias": bias}, input)
 
     return layer_norm
 
@@ -94,12 +86,14 @@ def norm_scale(module: torch.nn.Module) -> torch.nn.Parameter:
     return params[0]
 
 
-def _hf_rms_module(cls, size: int, eps: float | None, weight, dtype, device):
-    """The module with `weight` copied into its scale parameter; weight=None restores the class's own initial value
-    (ones for Llama, zeros for Gemma, whose (1 + weight) then scales by 1)."""
+def _hf_rms_module(cls, size: int, eps: float | None, weight, dtype, device) -> Callable:
+    """The module called with `weight` standing in for its scale parameter (so gradients reach it); weight=None
+    uses the class's own initial value (ones for Llama, zeros for Gemma, whose (1 + weight) then scales by 1)."""
     module = _hf_rms_cached(cls, size, eps, dtype, str(device))
-    norm_scale(module).copy_(weight.reshape(-1) if weight is not None else module.lmspec_initial_scale)
-    return module
+    scale = norm_scale(module)
+    name = next(n for n, p in module.named_parameters() if p is scale)
+    value = weight.reshape(-1) if weight is not None else module.lmspec_initial_scale
+    return functools.partial(call_with, module, {name: value})
 
 
 def _wrap_hf_rms_norm(cls: object, component: str) -> Callable:
