@@ -18,8 +18,13 @@ from .checks import _float_dtype, assert_agree, assert_equal, assert_matches, pe
 from .core import Context
 from .guard import expect_tensor, leaves
 
-__all__ = ["backward_complete", "backward_finite_differences", "backward_matches", "backward_repeatable",
+__all__ = ["BACKWARD", "backward_complete", "backward_finite_differences", "backward_matches", "backward_repeatable",
            "cotangents_for", "gradient_of"]
+
+
+#: the feature every gradient invariant requires, for a differentiable Component's `features` (a target declares it
+#: unsupported for an inference-only kernel: its gradient invariants are then `unsupported`, never a pass)
+BACKWARD = {"backward": "gradients through autograd (an inference-only kernel declares it unsupported)"}
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
