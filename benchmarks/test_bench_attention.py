@@ -20,7 +20,8 @@ from lmspec.reference.attention import cached_attention, scaled_dot_product_atte
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # Agreement with torch, checked once per reference run: the reference computes in the input dtype,
 # torch's CPU kernels accumulate bfloat16 in float32.
-TOLERANCE = {torch.float32: dict(atol=1e-4, rtol=1e-4), torch.bfloat16: dict(atol=3e-2, rtol=3e-2)}
+TOLERANCE = {torch.float64: dict(atol=1e-10, rtol=1e-10), torch.float32: dict(atol=1e-4, rtol=1e-4),
+             torch.bfloat16: dict(atol=3e-2, rtol=3e-2)}
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,57 @@ def test_sdpa(measure, w: Workload, dtype_name: str, impl: str):
     )
     if impl == "reference":
         torch.testing.assert_close(out, _torch_sdpa(q, k, v, w), **TOLERANCE[dtype])
+
+
+# --- long prefill: the reference within 2x of torch in float32 and float64 (issue 14), memory bounded -------
+
+LONG = [Workload(f"prefill-{n}", batch=1, q_heads=16, kv_heads=16, q_len=n, kv_len=n, head_dim=64, is_causal=causal)
+        for n in (1024, 2048, 4096) for causal in (True, False)]
+LONG_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@pytest.mark.parametrize("impl", ["reference", "torch"])
+@pytest.mark.parametrize("dtype_name", list(LONG_DTYPES))
+@pytest.mark.parametrize("w", LONG, ids=lambda w: f"{w.name}{'-causal' if w.is_causal else ''}")
+def test_sdpa_long(measure, w: Workload, dtype_name: str, impl: str):
+    """The float64-capable reference processes queries in chunks: the reference/torch ratio within a group is what
+    issue 14 asks to keep under 2."""
+    dtype = LONG_DTYPES[dtype_name]
+    q, k, v = _inputs(w, dtype)
+    fn = _reference_sdpa if impl == "reference" else _torch_sdpa
+    out = measure(lambda: fn(q, k, v, w), group=f"sdpa {w.name}{' causal' if w.is_causal else ''} {dtype_name}",
+                  min_rounds=3, impl=impl, dtype=dtype_name, shape=w.shape)
+    if impl == "reference":
+        torch.testing.assert_close(out, _torch_sdpa(q, k, v, w), **TOLERANCE[dtype])
+
+
+PEAK_SCRIPT = """
+import resource, sys, torch
+from lmspec.reference.attention import scaled_dot_product_attention
+torch.set_num_threads(int(sys.argv[2]))
+n = int(sys.argv[1])
+q, k, v = (torch.randn(1, 16, n, 64, dtype=torch.float64) for _ in range(3))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+scaled_dot_product_attention(q, k, v, is_causal=True)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_sdpa_peak_memory_8192(measure, torch_threads):
+    """Peak memory of the float64 reference at L = 8192, 16 heads, causal (unchunked, its scores alone would take
+    8.6 GB): the growth of the peak resident set in a fresh process, recorded in extra_info and bounded by 2 GB."""
+    import subprocess
+    import sys
+
+    def run() -> int:
+        done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, "8192", str(torch_threads)], capture_output=True,
+                              text=True, check=True)
+        return int(done.stdout.split()[-1]) * 1024  # ru_maxrss is in KiB on Linux
+
+    peak = measure(run, group="sdpa prefill-8192 causal float64 peak memory", min_rounds=1, max_rounds=1,
+                   impl="reference", dtype="float64", shape="B=1,H=16,Lq=8192,Lk=8192,E=64,causal")
+    print(f"reference SDPA, L=8192 float64 causal: peak memory grew by {peak / 2**30:.2f} GiB")
+    assert peak < 2 * 2**30, f"peak memory grew by {peak / 2**30:.2f} GiB (bound: 2 GiB)"
 
 
 # --- KV-cache decode step ------------------------------------------------------------------------------

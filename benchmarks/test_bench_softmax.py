@@ -1,4 +1,5 @@
-"""Reference softmax (max-subtract, exp, divide: three passes, two temporaries) vs torch.softmax on CPU.
+"""Reference softmax (in opmath: max-subtract, exp and divide in place, one temporary) vs torch.softmax on CPU, at the
+sizes kernel-scale examples draw (spec/softmax.py) and a prefill's attention scores.
 
 Run: python -m pytest benchmarks --benchmark-only   (see docs/benchmarks.md)
 """
@@ -10,14 +11,19 @@ import torch
 
 from lmspec.reference.softmax import softmax
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-TOLERANCE = {torch.float32: dict(atol=1e-5, rtol=1e-4), torch.bfloat16: dict(atol=1e-2, rtol=2e-2)}
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
+TOLERANCE = {torch.float64: dict(atol=1e-12, rtol=1e-10), torch.float32: dict(atol=1e-5, rtol=1e-4),
+             torch.bfloat16: dict(atol=1e-2, rtol=2e-2)}
 
 SHAPES = {
     # Attention weights of one 1024-token prefill layer: 16 heads x 1024 x 1024, softmax over keys.
     "attn-scores": (1, 16, 1024, 1024),
     # Next-token distribution for a batch of 8 over a Llama-3-sized vocabulary.
     "vocab-logits": (8, 128256),
+    # A kernel-scale example: three rows of Qwen2's vocabulary.
+    "qwen2-vocab-rows": (3, 151936),
+    # A kernel-scale example: many short rows (batch x heads*queries x 9 keys).
+    "many-short-rows": (2, 4097, 9),
 }
 
 

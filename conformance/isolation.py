@@ -211,7 +211,9 @@ class _Worker:
             if op == "load":
                 from .loading import load_target
 
-                path, component, adapter, threads = request[1:]
+                path, component, adapter, threads, cwd = request[1:]
+                if os.getcwd() != cwd:  # a warm worker started before the harness changed directory imports from there
+                    os.chdir(cwd)
                 if not self.targets:  # the state as the harness had it: what every example starts from
                     torch.set_num_threads(threads)
                     self.baseline = global_state()
@@ -415,8 +417,8 @@ class IsolatedTarget:
         """Load the target in the worker (starting the worker if it is not running)."""
         if not self.worker.alive():
             self.worker.start()
-        status, handle, *_ = self._request(("load", self.path, self.component, self.adapter, torch.get_num_threads()),
-                                           timeout=600.0, loading=True)
+        status, handle, *_ = self._request(("load", self.path, self.component, self.adapter, torch.get_num_threads(),
+                                            os.getcwd()), timeout=600.0, loading=True)
         self.handle, self.generation = handle, self.worker.generation
 
     def _ensure_loaded(self) -> None:

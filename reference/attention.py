@@ -84,15 +84,23 @@ def _split_heads(x: Tensor, heads: int) -> Tensor:
 # --- scaled dot-product attention -----------------------------------------------------------------------------
 
 
-def _masked_softmax(scores: Tensor, allowed: Tensor | None) -> Tensor:
-    """Softmax over keys where fully masked rows give all-zero weights (torch's math path), not NaN."""
-    if allowed is not None:
-        scores = scores.masked_fill(~allowed, float("-inf"))  # [..., Lq, Lk]
-    row_max = scores.amax(dim=-1, keepdim=True)  # [..., Lq, 1]; -inf on a fully masked row
-    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    exp = (scores - row_max).exp()  # [..., Lq, Lk]
-    total = exp.sum(dim=-1, keepdim=True)  # [..., Lq, 1]; 0 on a fully masked row
-    return torch.where(total > 0, exp / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(exp))
+def _softmax_or_zeros(scores: Tensor) -> Tensor:
+    """Softmax over keys (the last dim) where a row of -inf scores (a query that sees no key) gives all-zero
+    weights, as torch's math path does (`_safe_softmax`, torch >= 2.5), not NaN."""
+    weights = torch.softmax(scores, dim=-1)  # [..., Lq, Lk]; NaN on a row of -inf scores
+    sees_a_key = scores.amax(dim=-1, keepdim=True) > float("-inf")  # [..., Lq, 1]; False on a fully masked row
+    return weights.masked_fill_(~sees_a_key, 0.0)
+
+
+def _masked_softmax(scores: Tensor, allowed: Tensor) -> Tensor:
+    """Softmax over the keys each query is `allowed` to see; a row that sees none gives zeros."""
+    return _softmax_or_zeros(scores.masked_fill(~allowed, float("-inf")))  # [..., Lq, Lk]
+
+
+#: at most this many attention scores ([*b, Hq, queries, keys]) are held at once: queries are processed in chunks
+#: (of at most QUERY_CHUNK, fewer when B * Hq * Lk is large), so memory stays O(L) per query row, not O(L^2).
+SCORES_PER_CHUNK = 2**21
+QUERY_CHUNK = 128
 
 
 @typechecked
@@ -113,6 +121,8 @@ def scaled_dot_product_attention(
 
     `attn_mask` is boolean (True = attend) or additive (added to the scores), broadcastable to
     [*b, hq, lq, lk]. `causal_alignment` is the one extension: "bottom_right" gives FlashAttention's mask.
+    Queries are independent, so they are processed in chunks and memory stays O(Lk) per query. Every query-key
+    pair is computed, masked or not, as a dense kernel does (the accounting family counts the reference's FLOPs).
     """
     hq, hkv, e = query.shape[-3], key.shape[-3], query.shape[-1]
     if hq != hkv:
@@ -120,21 +130,29 @@ def scaled_dot_product_attention(
             raise ValueError(f"{hq} query heads and {hkv} KV heads need enable_gqa=True and hq % hkv == 0")
         key, value = _repeat_heads(key, hq // hkv), _repeat_heads(value, hq // hkv)  # [*b, Hq, Lk, E], [.., Ev]
     scale = 1.0 / math.sqrt(e) if scale is None else scale
-    scores = (query @ key.transpose(-2, -1)) * scale  # [*b, Hq, Lq, Lk]
     lq, lk = query.shape[-2], key.shape[-2]
-    allowed = causal_mask(lq, lk, causal_alignment, query.device) if is_causal else None  # [Lq, Lk]
-    if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            allowed = attn_mask if allowed is None else allowed & attn_mask  # broadcastable to [*b, Hq, Lq, Lk]
-        else:
-            scores = scores + attn_mask.to(scores.dtype)  # [*b, Hq, Lq, Lk]
-    if allowed is not None:
-        allowed = allowed.expand_as(scores)  # [*b, Hq, Lq, Lk]
-    weights = _masked_softmax(scores, allowed)  # [*b, Hq, Lq, Lk]; each row sums to 1 (0 if it sees no key)
-    if dropout_p > 0.0:
-        keep = torch.rand(weights.shape, generator=generator, dtype=torch.float32, device=weights.device) >= dropout_p
-        weights = weights * keep.to(weights.dtype) / (1.0 - dropout_p)  # [*b, Hq, Lq, Lk]
-    return weights @ value  # [*b, Hq, Lq, Ev]
+    hidden = ~causal_mask(lq, lk, causal_alignment, query.device) if is_causal else None  # [Lq, Lk]
+    rows_per_chunk = max(1, min(QUERY_CHUNK, SCORES_PER_CHUNK // max(1, query[..., 0, 0].numel() * lk)))
+    out = []
+    for start in range(0, max(lq, 1), rows_per_chunk):  # (one empty chunk when Lq = 0)
+        rows = slice(start, min(start + rows_per_chunk, lq))
+        scores = query[..., rows, :] @ key.transpose(-2, -1)  # [*b, Hq, rows, Lk]
+        scores *= scale
+        if attn_mask is not None:
+            # this chunk's rows of a mask broadcastable to [*b, Hq, Lq, Lk] (a query dim of size 1 broadcasts)
+            mask = attn_mask[..., rows, :] if attn_mask.dim() >= 2 and attn_mask.shape[-2] > 1 else attn_mask
+            if mask.dtype == torch.bool:
+                scores = scores.masked_fill(~mask, float("-inf"))  # True = attend
+            else:
+                scores = scores + mask.to(scores.dtype)  # additive
+        if hidden is not None:
+            scores.masked_fill_(hidden[rows], float("-inf"))  # [*b, Hq, rows, Lk]
+        weights = _softmax_or_zeros(scores)  # [*b, Hq, rows, Lk]; each row sums to 1 (0 if it sees no key)
+        if dropout_p > 0.0:
+            keep = torch.rand(weights.shape, generator=generator, dtype=torch.float32, device=weights.device)
+            weights = weights * (keep >= dropout_p).to(weights.dtype) / (1.0 - dropout_p)  # [*b, Hq, rows, Lk]
+        out.append(weights @ value)  # [*b, Hq, rows, Ev]
+    return torch.cat(out, dim=-2)  # [*b, Hq, Lq, Ev]
 
 
 @typechecked

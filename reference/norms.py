@@ -40,6 +40,21 @@ def _normalized_dims(input: Tensor, normalized_shape: Shape, weight: Tensor | No
     return tuple(range(-len(shape), 0))
 
 
+#: elements per chunk of whole rows in rms_norm and layer_norm: a chunk's temporaries stay in cache and are reused by
+#: the allocator, where whole-tensor temporaries at 4096 x 8192 are fresh memory each (benchmarks/test_bench_norms.py).
+CHUNK_ELEMENTS = 1 << 20
+
+
+def _by_rows(normalize: Callable[[Tensor], Tensor], input: Tensor, norm_dims: int) -> Tensor:
+    """`normalize` (rows -> rows, each row on its own) applied to chunks of whole rows, the results concatenated: the
+    same values as one call, with temporaries of CHUNK_ELEMENTS instead of the input's size."""
+    if input.numel() <= CHUNK_ELEMENTS:
+        return normalize(input)
+    rows = input.reshape(-1, *input.shape[input.dim() - norm_dims :])
+    per_chunk = max(1, CHUNK_ELEMENTS // rows[0].numel())
+    return torch.cat([normalize(chunk) for chunk in rows.split(per_chunk)]).reshape(input.shape)
+
+
 # Source: Zhang & Sennrich 2019, "Root Mean Square Layer Normalization", eq. 4: y = x / RMS(x) * g with
 # RMS(x) = sqrt(mean(x^2) + eps), eps inside the square root as in torch.nn.functional.rms_norm and Hugging Face
 # LlamaRMSNorm (`x * rsqrt(mean(x^2) + eps)`). weight_offset=1: Gemma's RMSNorm (Gemma Team 2024, gemma_pytorch
@@ -62,11 +77,15 @@ def rms_norm(
     inputs), so a zero weight is the identity scaling. weight=None scales by 1 in both conventions."""
     dims = _normalized_dims(input, normalized_shape, weight)
     eps = default_rms_eps(input.dtype) if eps is None else eps
-    x = input.to(opmath_dtype(input.dtype))
-    y = x * torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps)
-    if weight is not None:
-        y = y * (weight.to(y.dtype) + weight_offset) if weight_offset else y * weight.to(y.dtype)
-    return y.to(input.dtype)
+
+    def normalize(rows: Tensor) -> Tensor:
+        x = rows.to(opmath_dtype(rows.dtype))
+        y = x * torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps)
+        if weight is not None:
+            y = y * (weight.to(y.dtype) + weight_offset) if weight_offset else y * weight.to(y.dtype)
+        return y.to(rows.dtype)
+
+    return _by_rows(normalize, input, len(dims))
 
 
 # Source: Ba et al. 2016, "Layer Normalization", eqs. 3-4, with torch's biased variance and eps inside the square
@@ -83,14 +102,18 @@ def layer_norm(
     dims = _normalized_dims(input, normalized_shape, weight)
     if bias is not None:
         _normalized_dims(input, normalized_shape, bias)
-    x = input.to(opmath_dtype(input.dtype))
-    centered = x - x.mean(dim=dims, keepdim=True)
-    y = centered * torch.rsqrt(centered.pow(2).mean(dim=dims, keepdim=True) + eps)
-    if weight is not None:
-        y = y * weight.to(y.dtype)
-    if bias is not None:
-        y = y + bias.to(y.dtype)
-    return y.to(input.dtype)
+
+    def normalize(rows: Tensor) -> Tensor:
+        x = rows.to(opmath_dtype(rows.dtype))
+        centered = x - x.mean(dim=dims, keepdim=True)
+        y = centered * torch.rsqrt(centered.pow(2).mean(dim=dims, keepdim=True) + eps)
+        if weight is not None:
+            y = y * weight.to(y.dtype)
+        if bias is not None:
+            y = y + bias.to(y.dtype)
+        return y.to(rows.dtype)
+
+    return _by_rows(normalize, input, len(dims))
 
 
 # Source: Ioffe & Szegedy 2015, "Batch Normalization", Algorithm 1 (training: batch statistics) and sec. 3.1
@@ -166,7 +189,8 @@ Scope = Literal["per_head", "all_heads"]
 # Source: per head over head_dim in Qwen3 (transformers/models/qwen3/modeling_qwen3.py:
 # `Qwen3RMSNorm(self.head_dim)`), over all heads' concatenated projection in OLMo 2
 # (models/olmo2/modeling_olmo2.py: `Olmo2RMSNorm(num_attention_heads * head_dim)`).
-def _qk_rms(x: Tensor, weight: Tensor, eps: float, scope: Scope) -> Tensor:
+def qk_rms(x: Tensor, weight: Tensor, eps: float, scope: Scope) -> Tensor:
+    """RMSNorm of queries or keys [B, H, L, E] per head or over all heads of a token (`scope`)."""
     if scope == "per_head":
         return rms_norm(x, (x.shape[-1],), weight, eps)
     b, h, l, e = x.shape  # OLMo 2: one RMSNorm over the concatenated heads of each token
@@ -175,7 +199,7 @@ def _qk_rms(x: Tensor, weight: Tensor, eps: float, scope: Scope) -> Tensor:
 
 
 # Source: RMSNorm of queries and keys before RoPE, as Qwen3 and OLMo 2 apply q_norm / k_norm (transformers
-# models/qwen3, models/olmo2); the scopes are those of _qk_rms above.
+# models/qwen3, models/olmo2); the scopes are those of qk_rms above.
 @typechecked
 def qk_norm(
     query: Float[Tensor, "b hq l e"],
@@ -191,6 +215,6 @@ def qk_norm(
 
     scope 'per_head' (Qwen3): RMSNorm over each head's E dims, weights [E]. 'all_heads' (OLMo 2): over the
     H * E dims of each token, weights [H * E] (head-major, the q_proj output layout)."""
-    q = _qk_rms(query, q_weight, eps, scope)
-    k = _qk_rms(key, k_weight, eps, scope)
+    q = qk_rms(query, q_weight, eps, scope)
+    k = qk_rms(key, k_weight, eps, scope)
     return rope(q, positions, theta), rope(k, positions, theta)

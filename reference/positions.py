@@ -100,13 +100,12 @@ def apply_rotary(
     if x.shape[-1] != 2 * inv_freq.shape[0]:
         raise ValueError(f"head dim {x.shape[-1]} != 2 x {inv_freq.shape[0]} frequencies")
     angles = positions.to(angle_dtype)[:, None] * inv_freq.to(angle_dtype)[None, :]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)  # one per pair, then laid out over the pair's dims
     if interleaved:
-        angles = angles.repeat_interleave(2, dim=-1)
-        rotated = rotate_pairs(x)
+        cos, sin, rotated = cos.repeat_interleave(2, dim=-1), sin.repeat_interleave(2, dim=-1), rotate_pairs(x)
     else:
-        angles = torch.cat([angles, angles], dim=-1)
-        rotated = rotate_half(x)
-    return x * angles.cos().to(x.dtype) + rotated * angles.sin().to(x.dtype)
+        cos, sin, rotated = torch.cat([cos, cos], dim=-1), torch.cat([sin, sin], dim=-1), rotate_half(x)
+    return x * cos + rotated * sin
 
 
 # --- RoPE: rotate-half, interleaved, Llama 3 scaling ------------------------------------------------------
@@ -122,8 +121,8 @@ def rope_cos_sin(
         raise ValueError(f"RoPE needs an even head dimension, got {dim}")
     inv_freq = theta ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
     angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    return torch.cat([cos, cos], dim=-1), torch.cat([sin, sin], dim=-1)
 
 
 @typechecked

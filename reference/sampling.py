@@ -31,6 +31,7 @@ from typing import Literal
 import torch
 
 from ._typing import Float, Int, Tensor, typechecked
+from .norms import opmath_dtype
 
 NEG_INF = float("-inf")
 Order = Literal["hf", "vllm"]
@@ -261,18 +262,35 @@ def min_p_sample(
 
 @typechecked
 def entropy(logits: Float[Tensor, "*batch vocab"]) -> Float[Tensor, "*batch"]:
-    """Shannon entropy of softmax(logits) in nats; -inf logits contribute 0 (0 log 0 = 0)."""
-    logp = logits.log_softmax(dim=-1)
-    return -torch.where(logp > NEG_INF, logp.exp() * logp, torch.zeros_like(logp)).sum(dim=-1)
+    """Shannon entropy of softmax(logits) in nats; -inf logits contribute 0 (0 log 0 = 0).
+
+    Computed in the opmath type (float32 for float16/bfloat16) and rounded once, as torch's reductions accumulate:
+    a float16 sum of V >= 65536 exponentials overflows (torch's CPU log_softmax in float16 does)."""
+    logp = logits.to(opmath_dtype(logits.dtype)).log_softmax(dim=-1)
+    return -torch.where(logp > NEG_INF, logp.exp() * logp, torch.zeros_like(logp)).sum(dim=-1).to(logits.dtype)
+
+
+def _log_probs(input: Tensor) -> Tensor:
+    """log softmax(input) in the input's dtype, as torch's log_softmax computes it, but for float16 / bfloat16 the
+    logsumexp is accumulated in float32 (torch's CPU kernel keeps the sum of exponentials in float16, which
+    overflows past 65504 equal logits) and rounded to the dtype before x - logsumexp(x)."""
+    if input.dtype not in (torch.float16, torch.bfloat16):
+        return input.log_softmax(dim=-1)
+    return input - input.to(opmath_dtype(input.dtype)).logsumexp(dim=-1, keepdim=True).to(input.dtype)
+
+
+def _mean_nll(input: Tensor, target: Tensor) -> Tensor:
+    """Mean over rows of -log softmax(input)[target], in the opmath type (float32 for float16/bfloat16)."""
+    return -_log_probs(input).gather(-1, target[:, None]).to(opmath_dtype(input.dtype)).mean()
 
 
 @typechecked
 def cross_entropy(input: Float[Tensor, "n vocab"], target: Int[Tensor, " n"]) -> Float[Tensor, ""]:
     """Mean over rows of -log softmax(input)[target] in nats (torch.nn.functional.cross_entropy, reduction='mean')."""
-    return -input.log_softmax(dim=-1).gather(-1, target[:, None]).mean()
+    return _mean_nll(input, target).to(input.dtype)
 
 
 @typechecked
 def perplexity(logits: Float[Tensor, "n vocab"], target: Int[Tensor, " n"]) -> Float[Tensor, ""]:
     """exp(mean cross-entropy): the exponential of the mean, not the mean of per-token exponentials."""
-    return cross_entropy(logits, target).exp()
+    return _mean_nll(logits, target).exp().to(logits.dtype)

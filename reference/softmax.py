@@ -4,6 +4,10 @@ Source: Bridle (1990) for softmax; the max subtraction is the standard overflow 
 `torch.softmax` (aten/src/ATen/native/SoftMax.cpp) and every fused kernel since. Temperature scaling
 p_i = exp(z_i / T) / sum_j exp(z_j / T) is Hinton et al. (2015), "Distilling the Knowledge in a Neural
 Network", eq. 1; the T -> 0 limit (uniform over the tied maxima) is how vLLM treats temperature 0 (greedy).
+
+Both compute in the opmath type (float32 for float16/bfloat16 inputs) and round once, as torch's kernels do, so
+that run in a low-precision dtype the reference is a good implementation's error witness for every probability,
+the smallest included (spec/tolerance.py, bound "elementwise").
 """
 
 from __future__ import annotations
@@ -11,14 +15,15 @@ from __future__ import annotations
 import torch
 
 from ._typing import Float, Tensor, typechecked
+from .norms import opmath_dtype
 
 
 @typechecked
 def softmax(input: Float[Tensor, "*shape"], dim: int) -> Float[Tensor, "*shape"]:
-    """`torch.softmax(input, dim)` computed in the input's dtype, with the max subtracted first."""
-    shifted = input - input.amax(dim=dim, keepdim=True)
-    exp = shifted.exp()
-    return exp / exp.sum(dim=dim, keepdim=True)
+    """`torch.softmax(input, dim)`: the max subtracted first, computed in opmath and rounded once."""
+    x = input.to(opmath_dtype(input.dtype))
+    exp = (x - x.amax(dim=dim, keepdim=True)).exp_()  # in place: one temporary the size of the input
+    return exp.div_(exp.sum(dim=dim, keepdim=True)).to(input.dtype)
 
 
 @typechecked
@@ -29,7 +34,7 @@ def temperature_softmax(logits: Float[Tensor, "*batch vocab"], temperature: floa
     if temperature == 0:
         is_max = logits == logits.amax(dim=-1, keepdim=True)
         return is_max.to(logits.dtype) / is_max.sum(dim=-1, keepdim=True).to(logits.dtype)
-    return softmax(logits / temperature, dim=-1)
+    return softmax(logits.to(opmath_dtype(logits.dtype)) / temperature, dim=-1).to(logits.dtype)
 
 
 @typechecked

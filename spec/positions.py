@@ -3,6 +3,7 @@ and GPT-2's context cropping."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -12,7 +13,7 @@ from ..reference import positions as ref
 from .checks import (PROPERTY_ULPS, assert_agree, assert_equal, assert_matches, assert_within, call, eps_units,
                      reference_pair, to64)
 from .core import Component, Context, Violation, invariant, row
-from .strategies import layouts, materialize, patterns, seeds, sizes
+from .strategies import TILE_EDGES, layouts, materialize, patterns, scaled, seeds, sizes
 from .tolerance import compare
 
 SU = "Su et al. 2021, RoFormer, eq. 34"
@@ -31,6 +32,28 @@ CONVENTIONS = {
 FEATURES = {"theta": "a RoPE base theta other than 10000"}
 #: the bases the theta invariants draw: tiny, default, Llama 3's, and Qwen/Code Llama's.
 THETAS = (100.0, 10000.0, 500000.0, 1e6)
+
+# --- sizes by scale (docs/scale.md): small = one tile of every kernel, kernel = one or two dimensions at a tile edge
+# or a real model's size, production = real models' shapes ------------------------------------------------------
+
+#: head dims of real models: 64 (GPT-2, DeepSeek's rotary part), 80 (Phi-2), 96 (Phi-3), 128 (Llama, Mistral, Qwen),
+#: 192 (MLA's q/k head), 256 (Gemma); past 64 a kernel needs more than one 64-wide tile of the head.
+HEAD_DIMS = (64, 80, 96, 128, 192, 256)
+#: sequence lengths at kernel scale (with few heads): the tile edges and long prefills.
+SEQ_EDGES = TILE_EDGES + (2047, 2048, 2049, 4095, 4096, 4097)
+#: heads at kernel scale: a block of 32 or 64 heads and one more (with a few batches, many program instances).
+HEAD_EDGES = (31, 32, 33, 63, 64, 65)
+#: positions a kernel's position arithmetic crosses: a 1024-row table, float16's last exact integer (2048), a
+#: 4096-row cos/sin cache (max_position_embeddings of Llama 2), int16 (32767), 16 bits (65535), Llama 3.1's 128K.
+POSITION_EDGES = (1024, 2048, 4096, 32768, 65536, 131072)
+#: small-scale first positions: all below 1024 + 6, so within every tile and type a kernel uses.
+SMALL_STARTS = (0, 0, 1, 17, 1000)
+#: kernel-scale first positions: one below each edge, so an example of two or more tokens crosses it.
+KERNEL_STARTS = tuple(e - 1 for e in POSITION_EDGES)
+#: (B, H, L, D) of real models at production scale, up to 2^26 elements: Llama 2 7B, Llama 3 8B (q and kv heads),
+#: Llama 70B, Phi-2, Gemma 7B, DeepSeek's rotary part.
+PRODUCTION_SHAPES = ((1, 32, 4096, 128), (2, 32, 8192, 128), (4, 8, 8192, 128), (1, 64, 8192, 128),
+                     (2, 32, 2048, 80), (1, 16, 8192, 256), (4, 128, 2048, 64))
 
 ROPE = Component(
     name="rope",
@@ -143,14 +166,36 @@ def layout_hint(ctx: Context, out: torch.Tensor, x: torch.Tensor, positions: tor
             f"{eps_units(stats.max_eps, ctx.dtype)} at the output's scale (max error {stats.max_abs:.3g})")
 
 
+def _shape(B, H, L, D) -> st.SearchStrategy[dict]:
+    return st.fixed_dictionaries({"B": B, "H": H, "L": L, "D": D})
+
+
+@functools.cache
+def rope_shapes() -> st.SearchStrategy[dict]:
+    """B, H, L, D: small (one tile), or at kernel scale one of a long sequence (one head, L at a tile edge or in the
+    thousands, D small or a real head dim) and many heads (B x H over a few blocks of heads, real head dims, a few
+    tokens), or a real model's shape at production scale."""
+    small_d = sizes(1, 8).map(lambda n: 2 * n)
+    small = _shape(sizes(1, 2), sizes(1, 3), sizes(1, 6), small_d)
+    long = _shape(st.just(1), st.just(1), st.sampled_from(SEQ_EDGES), small_d)
+    long_heads = _shape(st.just(1), st.just(1), st.sampled_from(SEQ_EDGES), st.sampled_from(HEAD_DIMS))
+    heads = _shape(sizes(1, 3), st.sampled_from(HEAD_EDGES), sizes(2, 6), st.sampled_from(HEAD_DIMS))
+    production = st.sampled_from(PRODUCTION_SHAPES).map(lambda s: dict(zip("BHLD", s)))
+    return scaled(small, st.one_of(long, long_heads, heads), production)
+
+
+@functools.cache
+def starts(small=SMALL_STARTS) -> st.SearchStrategy[int]:
+    """The first position, drawn apart from the shape (positions cost nothing): below 1024 + 6 at small scale, or
+    one below an edge of POSITION_EDGES from kernel scale, so that two or more tokens cross it."""
+    return scaled(st.sampled_from(small), st.sampled_from(KERNEL_STARTS))
+
+
 @st.composite
-def rope_examples(draw, thetas=(10000.0,)) -> dict:
+def rope_examples(draw, thetas=(10000.0,), small_starts=SMALL_STARTS) -> dict:
     return {
-        "B": draw(sizes(1, 2)),
-        "H": draw(sizes(1, 3)),
-        "L": draw(sizes(1, 6)),
-        "D": 2 * draw(sizes(1, 8)),
-        "start": draw(st.sampled_from([0, 0, 1, 17, 1000, 4093])),
+        **draw(rope_shapes()),
+        "start": draw(starts(small_starts)),
         "shuffle": draw(st.booleans()),
         "theta": draw(st.sampled_from(thetas)),
         "seed": draw(seeds()),
@@ -174,9 +219,11 @@ def _theta_kwargs(p: dict) -> dict:
 
 
 @invariant(row("rope.reference.matches", interleaved=False, source=f"{SU}; {HF_ROPE}",
-               statement="Output equals the float64 reference (rotate-half) at arbitrary int64 positions, up to 4098."),
+               statement="Output equals the float64 reference (rotate-half) at arbitrary int64 positions, up to 1005 "
+               "at small scale and past 131072 from kernel scale."),
            row("rope_interleaved.reference.matches", interleaved=True, source=f"{SU}; {GPTJ_ROPE}",
-               statement="Output equals the float64 reference (interleaved) at arbitrary int64 positions, up to 4098."),
+               statement="Output equals the float64 reference (interleaved) at arbitrary int64 positions, up to 1005 "
+               "at small scale and past 131072 from kernel scale."),
            kind="differential", examples=rope_examples())
 def check_rope_reference(ctx: Context, p: dict, interleaved: bool) -> None:
     x, positions = rope_inputs(ctx, p)
@@ -208,10 +255,14 @@ def check_position_zero_identity(ctx: Context, p: dict) -> None:
     assert_equal(ctx, out, x, "RoPE at position 0 vs its input (cos 0 = 1 and sin 0 = 0 make it exactly the identity)")
 
 
+#: m, n and the shift s: below 1024 at small scale, up to 131072 from kernel scale.
+_RELATIVE_POSITIONS = scaled(st.integers(0, 1023), st.integers(0, POSITION_EDGES[-1]))
+
+
 @st.composite
 def _relative_examples(draw, thetas=(10000.0,)) -> dict:
     p = draw(rope_examples(thetas))
-    p["m"], p["n"], p["shift"] = (draw(st.integers(0, 2048)) for _ in range(3))
+    p["m"], p["n"], p["shift"] = (draw(_RELATIVE_POSITIONS) for _ in range(3))
     return p
 
 
@@ -248,9 +299,14 @@ def partners(dim: int, interleaved: bool) -> torch.Tensor:
     return j ^ 1 if interleaved else (j + dim // 2) % dim
 
 
+#: the head dims the probing invariants draw: 2..16, and real head dims from kernel scale.
+_PROBED_DIMS = scaled(sizes(1, 8).map(lambda n: 2 * n), st.sampled_from(HEAD_DIMS))
+
+
 @st.composite
 def _convention_examples(draw, thetas=(10000.0,)) -> dict:
-    return {"D": 2 * draw(sizes(1, 8)), "position": draw(st.sampled_from([1, 2, 3])),
+    return {"D": draw(_PROBED_DIMS),
+            "position": draw(st.sampled_from([1, 2, 3])),
             "theta": draw(st.sampled_from(thetas))}
 
 
@@ -360,10 +416,9 @@ ROPE_LLAMA3 = Component(
 @st.composite
 def _llama3_examples(draw, factors=(1.0, 2.0, 8.0, 32.0)) -> dict:
     low, high = draw(st.sampled_from([(1.0, 4.0), (1.0, 2.0), (2.0, 8.0)]))
-    p = draw(rope_examples())
+    p = draw(rope_examples(small_starts=(0, 5, 1000, 9000)))
     p.update(theta=draw(st.sampled_from([10000.0, 500000.0])), factor=draw(st.sampled_from(factors)), low=low,
-             high=high, original=draw(st.sampled_from([16, 64, 512, 8192])),
-             start=draw(st.sampled_from([0, 5, 1000, 9000])))
+             high=high, original=draw(st.sampled_from([16, 64, 512, 8192])))
     return p
 
 
@@ -373,7 +428,8 @@ def _scaling(p: dict) -> tuple:
 
 
 @invariant("rope_llama3.reference.matches", kind="differential", examples=_llama3_examples(),
-           statement="Output equals the float64 reference for varied factors, bands and positions up to 9005.",
+           statement="Output equals the float64 reference for varied factors, bands and positions (up to 9005 at small "
+           "scale, past Llama 3.1's 131072 from kernel scale).",
            source=f"{LLAMA3}; {HF_ROPE}")
 def check_llama3_reference(ctx: Context, p: dict) -> None:
     x, positions = rope_inputs(ctx, p)
@@ -383,10 +439,13 @@ def check_llama3_reference(ctx: Context, p: dict) -> None:
     assert_matches(ctx, ctx.target(x, positions, *_scaling(p)), ref64, lowp)
 
 
+_BANDS_DIMS = scaled(sizes(2, 16).map(lambda n: 2 * n), st.sampled_from(HEAD_DIMS))
+
+
 @st.composite
 def _bands_examples(draw) -> dict:
     p = draw(_llama3_examples(factors=(2.0, 8.0, 32.0)))
-    p.update(D=2 * draw(sizes(2, 16)), position=1)
+    p.update(D=draw(_BANDS_DIMS), position=1)
     return p
 
 
@@ -411,8 +470,12 @@ def check_llama3_bands(ctx: Context, p: dict) -> None:
            source=LLAMA3)
 def check_llama3_factor_one(ctx: Context, p: dict) -> None:
     x, positions = rope_inputs(ctx, p)
-    ref64, lowp = rope_pair(x, positions, p["theta"], interleaved=False)
-    out = ctx.target(x, positions, p["theta"], 1.0, p["low"], p["high"], p["original"])
+    d, scaling = x.shape[-1], (p["theta"], 1.0, p["low"], p["high"], p["original"])
+    # the reference is plain RoPE; the witness is Llama 3's computation with factor 1 in float32, whose interpolated
+    # band rounds (1 - s) f + s f to an ulp or two from f, an error that grows with the position like any angle's
+    ref64, lowp = rotary_reference_pair(x, positions, ref.rope_inv_freq(d, p["theta"]),
+                                        lambda: ref.llama3_inv_freq(d, *scaling, dtype=torch.float32))
+    out = ctx.target(x, positions, *scaling)
     assert_matches(ctx, out, ref64, lowp, what="Llama 3 RoPE with factor 1 (vs plain rotate-half RoPE)")
 
 
@@ -427,15 +490,32 @@ SINUSOIDAL = Component(
 )
 
 
-@st.composite
-def _sinusoidal_examples(draw) -> dict:
-    return {"num_positions": draw(st.one_of(sizes(1, 40), st.sampled_from([512, 2048]))), "dim": 2 * draw(sizes(1, 12)),
-            "k": draw(st.integers(0, 300)), "pos": draw(st.integers(0, 300))}
+#: table lengths at kernel scale: the tile edges, float16's last exact integer (2048) and beyond, and 8192.
+TABLE_EDGES = (1023, 1024, 1025, 2047, 2048, 2049, 4095, 4096, 4097, 8191, 8192, 8193)
+#: model dims of sinusoidal tables: Transformer base / big, BERT base, GPT-2 XL.
+MODEL_DIMS = (64, 128, 512, 768, 1024, 1600)
+
+
+@functools.cache
+def _sinusoidal_examples() -> st.SearchStrategy[dict]:
+    """Small tables; from kernel scale a long table of few dims whose rows pos and k reach 8192, or a wide table
+    (a real model dim) of few rows; at production, a long and wide one."""
+    small = st.fixed_dictionaries({"num_positions": st.one_of(sizes(1, 40), st.sampled_from([512, 2048])),
+                                   "dim": sizes(1, 12).map(lambda n: 2 * n), "k": st.integers(0, 300),
+                                   "pos": st.integers(0, 300)})
+    long = st.fixed_dictionaries({"num_positions": st.sampled_from(TABLE_EDGES),
+                                  "dim": sizes(1, 12).map(lambda n: 2 * n), "k": st.integers(0, 8192),
+                                  "pos": st.integers(0, 8192)})
+    wide = st.fixed_dictionaries({"num_positions": sizes(1, 40), "dim": st.sampled_from(MODEL_DIMS),
+                                  "k": st.integers(0, 300), "pos": st.integers(0, 300)})
+    production = st.fixed_dictionaries({"num_positions": st.sampled_from([8192]), "dim": st.sampled_from(MODEL_DIMS),
+                                        "k": st.integers(0, 8192), "pos": st.integers(0, 8192)})
+    return scaled(small, st.one_of(long, wide), production)
 
 
 @invariant("sinusoidal_positions.reference.matches", kind="differential", examples=_sinusoidal_examples(),
            statement="The table equals the formula (sin at even dims, cos at odd dims), computed in float64, up to "
-           "2048 positions.", source=VASWANI)
+           "2048 positions at small scale, 8193 from kernel scale.", source=VASWANI)
 def check_sinusoidal_reference(ctx: Context, p: dict) -> None:
     n, d = p["num_positions"], p["dim"]
     ref64 = ref.sinusoidal_positions(n, d, torch.float64)
@@ -478,23 +558,52 @@ LEARNED_POSITIONS = Component(
 )
 
 
+#: table rows at kernel scale: one past a 1024- and a 4096-row tile, and tables past int16 (32767), 16 bits (65535) and
+#: 17 bits, with few dims.
+ROW_EDGES = (1025, 4097, 32769, 65537, 131073)
+
+
+@functools.cache
+def _embedding_sizes() -> st.SearchStrategy[dict]:
+    """A small table and lookup; from kernel scale a table of many rows (past int16's and 16 bits' range) whose last
+    `top` rows are among the positions looked up, or GPT-2's 1024 rows of a real width read by a long sequence."""
+    batch = st.lists(sizes(1, 3), max_size=2)
+    small = st.fixed_dictionaries({"P": sizes(1, 12), "D": sizes(1, 8), "batch": batch, "L": sizes(1, 8),
+                                   "top": st.just(0)})
+    rows = st.fixed_dictionaries({"P": st.sampled_from(ROW_EDGES), "D": sizes(1, 8), "batch": batch,
+                                  "L": sizes(2, 8), "top": st.integers(2, 4)})
+    wide = st.fixed_dictionaries({"P": st.sampled_from([1024, 2048]), "D": st.sampled_from(MODEL_DIMS),
+                                  "batch": st.lists(sizes(1, 2), max_size=1), "L": st.sampled_from(TILE_EDGES),
+                                  "top": st.integers(0, 4)})
+    production = st.fixed_dictionaries({"P": st.sampled_from([2050]), "D": st.sampled_from([2048, 4096]),
+                                        "batch": st.lists(sizes(1, 4), max_size=1), "L": st.sampled_from([2048]),
+                                        "top": st.integers(0, 4)})
+    return scaled(small, st.one_of(rows, wide), production)
+
+
 @st.composite
 def _embedding_examples(draw) -> dict:
+    p = draw(_embedding_sizes())
     return {
-        "P": draw(sizes(1, 12)),
-        "D": draw(sizes(1, 8)),
-        "batch": [draw(sizes(1, 3)) for _ in range(draw(st.integers(0, 2)))],
-        "L": draw(sizes(1, 8)),
+        "P": p["P"],
+        "D": p["D"],
+        "batch": p["batch"],
+        "L": p["L"],
         "beyond": draw(st.integers(0, 5)),
         "seed": draw(seeds()),
         "layout": draw(layouts()),
+        "top": p["top"],
     }
 
 
 def _embedding_inputs(ctx: Context, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random positions, the first `top` of them replaced by the table's last rows (where narrow index types fail)."""
     table = materialize((p["P"], p["D"]), p["seed"], ctx.dtype, ctx.device, layout=p["layout"])
     gen = torch.Generator().manual_seed(p["seed"])
     positions = torch.randint(0, p["P"], (*p["batch"], p["L"]), generator=gen)
+    top = min(p.get("top", 0), positions.numel(), p["P"])
+    if top:
+        positions.reshape(-1)[:top] = torch.arange(p["P"] - top, p["P"])
     return positions.to(ctx.device), table
 
 
@@ -541,9 +650,17 @@ CROP_CONTEXT = Component(
 )
 
 
+#: contexts and limits at kernel scale: around GPT-2's 1024 and GPT-3's 2048 tokens.
+CONTEXT_EDGES = (1023, 1024, 1025, 2047, 2048, 2049)
+_CROP_SIZES = scaled(st.fixed_dictionaries({"T": sizes(1, 12), "context_size": sizes(1, 12)}),
+                     st.fixed_dictionaries({"T": st.sampled_from(CONTEXT_EDGES),
+                                            "context_size": st.sampled_from(CONTEXT_EDGES + (4096,))}))
+
+
 @st.composite
 def _crop_examples(draw) -> dict:
-    return {"B": draw(sizes(1, 3)), "T": draw(sizes(1, 12)), "context_size": draw(sizes(1, 12)), "seed": draw(seeds())}
+    """Small contexts and limits; from kernel scale, contexts and limits around 1024 and 2048 tokens."""
+    return {"B": draw(sizes(1, 3)), **draw(_CROP_SIZES), "seed": draw(seeds())}
 
 
 def _crop(ctx: Context, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -570,9 +687,12 @@ def check_keeps_last_tokens(ctx: Context, p: dict) -> None:
 @invariant("crop_context.short_context_unchanged", examples=_crop_examples(), source=GPT2_GEN,
            statement="A context no longer than context_size is returned unchanged.")
 def check_short_context_unchanged(ctx: Context, p: dict) -> None:
-    # the drawn limit (raised to T), and every limit from T to 2T + 1: contexts shorter than the limit by every
-    # margin from 0 to more than their own length (slicing from T - limit, a negative start, goes wrong in between)
-    for size in dict.fromkeys([max(p["context_size"], p["T"]), *range(p["T"], 2 * p["T"] + 2)]):
+    # the drawn limit (raised to T), and limits from T to 2T + 1: contexts shorter than the limit by every margin
+    # from 0 to more than their own length (slicing from T - limit, a negative start, goes wrong in between); every
+    # margin for a short context, a few on each side of the wrong range for a long one
+    t = p["T"]
+    margins = range(t + 2) if t <= 64 else (0, 1, 2, t // 2, t - 1, t, t + 1)
+    for size in dict.fromkeys([max(p["context_size"], t), *(t + m for m in margins)]):
         idx, out = _crop(ctx, {**p, "context_size": size})
         assert_equal(ctx, out, idx, f"a context of {p['T']} tokens within context_size {size}, which must be "
                      "returned unchanged")

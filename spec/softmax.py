@@ -8,9 +8,28 @@ import torch
 from hypothesis import strategies as st
 
 from ..reference import softmax as ref
-from .checks import PROPERTY_ULPS, assert_agree, assert_each_within, call, differential, show, to64
+from ..reference.norms import opmath_dtype
+from .checks import PROPERTY_ULPS, assert_agree, assert_each_within, assert_matches, call, reference_pair, show, to64
 from .core import Component, Context, invariant
-from .strategies import layouts, materialize, patterns, seeds, sizes
+from .strategies import TILE_EDGES, layouts, materialize, patterns, scaled, seeds, sizes
+
+#: row lengths at the edges of the tiles softmax kernels loop over (1024-4096 columns a block) and past int16 / 65536
+#: column offsets, and vocabularies (Llama-2 32000, GPT-2 50257, Llama-3 128256, Qwen2 151936).
+ROW_EDGES = TILE_EDGES + (2047, 2048, 2049, 4095, 4096, 4097)
+VOCABS = (32000, 50257, 128256, 151936)
+#: exp turns the rounding of its argument into relative error: a kernel forms the shifted logit z_i - c (c the row's
+#: max or log-sum-exp, z = x / T) in the opmath type, off by up to eps(opmath) (|z_i| + |c|) / 2, and p_i moves by
+#: that much relative. Kernels shift differently (x - max then divide; exp(x - lse); online rescaling), so the
+#: reference's own rounding is no witness for theirs: each probability's witness error is made at least
+#: LOGIT_ULPS eps(opmath) (|z_i| + max|z|) p_i (the bound grants 2x that; a flushed or wrong probability still shows).
+LOGIT_ULPS = 1.0
+#: the normalizer sums n terms in opmath: a blocked or vectorised sum errs by ~sqrt(n) eps (torch's last-dim kernel:
+#: up to 0.3 sqrt(n) eps of float32 over 151936 tied logits), the same factor for every probability of the row. The
+#: witness error is made at least SUM_ULPS sqrt(n) eps(opmath) p_i too; a tile's worth of missing mass still shows.
+SUM_ULPS = 1.0
+
+#: rows spanning many program instances (one program a row, or a few): batch x heads x queries.
+MANY_ROWS = (1025, 4097)
 
 
 # --- softmax --------------------------------------------------------------------------------------------
@@ -20,20 +39,59 @@ SOFTMAX = Component(
     signature="softmax(input: Float[*shape], dim: int) -> Float[*shape]  (torch.softmax)",
     summary="exp(x_i - max x) / sum_j exp(x_j - max x) along `dim`.",
     reference=ref.softmax,
+    bound="elementwise",
 )
 
 
 @st.composite
-def _tensor_and_dim(draw, max_rank: int = 4) -> dict:
+def _small_shape_and_dim(draw, max_rank: int) -> tuple[list[int], int]:
     rank = draw(st.integers(1, max_rank))
-    shape = [draw(sizes(1, 9)) for _ in range(rank)]
+    return [draw(sizes(1, 9)) for _ in range(rank)], draw(st.integers(-rank, rank - 1))
+
+
+@st.composite
+def _long_rows(draw) -> tuple[list[int], int]:
+    """A few rows of a tile-edge or vocabulary length, reduced along the last axis (the layouts make it strided).
+    Not along a leading axis: torch's CPU softmax over a non-last dim sums sequentially, off by up to 7e3 eps of
+    float32 over 151936 tied logits, beyond the sqrt(n) summation allowance (SUM_ULPS) and sums_to_one's."""
+    n = draw(st.one_of(st.sampled_from(ROW_EDGES), st.sampled_from(VOCABS)))
+    return [draw(sizes(1, 3)), n], draw(st.sampled_from([1, -1]))
+
+
+@st.composite
+def _many_rows(draw) -> tuple[list[int], int]:
+    """batch x (heads x queries) short rows: thousands of rows, as many program instances as a kernel launches."""
+    return [draw(sizes(1, 2)), draw(st.sampled_from(MANY_ROWS)), draw(sizes(1, 9))], draw(st.sampled_from([2, -1]))
+
+
+def _shapes_and_dims(max_rank: int) -> st.SearchStrategy[tuple[list[int], int]]:
+    """Small shapes; from scale "kernel" also long rows (tile edges, vocabularies) or many short rows; at "production"
+    a batch of vocabulary rows or a prefill's attention scores."""
+    production = st.sampled_from([([32, 151936], -1), ([1, 16, 1024, 1024][4 - max_rank:], -1)])
+    return scaled(_small_shape_and_dim(max_rank), st.one_of(_long_rows(), _many_rows()), production)
+
+
+@st.composite
+def _tensor_and_dim(draw, max_rank: int = 4) -> dict:
+    shape, dim = draw(_shapes_and_dims(max_rank))
     return {
         "shape": shape,
-        "dim": draw(st.integers(-rank, rank - 1)),
+        "dim": dim,
         "seed": draw(seeds()),
         "pattern": draw(patterns()),
         "layout": draw(layouts()),
     }
+
+
+def matches_reference(ctx: Context, reference, z64: torch.Tensor, dim: int, *args) -> None:
+    """`differential` of a softmax over `dim` of logits z64 (float64), its witness widened by the rounding of the
+    shifted logits (LOGIT_ULPS) and of the normalizer's sum (SUM_ULPS)."""
+    ref64, witness = reference_pair(reference, *args)
+    error = to64(witness) - ref64
+    shift = LOGIT_ULPS * (z64.abs() + z64.abs().amax(dim=dim, keepdim=True))
+    rounding = torch.finfo(opmath_dtype(ctx.dtype)).eps * (shift + SUM_ULPS * math.sqrt(z64.shape[dim])) * ref64.abs()
+    widened = ref64 + torch.where(error < 0, -1.0, 1.0) * torch.maximum(error.abs().nan_to_num(nan=0.0), rounding)
+    assert_matches(ctx, ctx.target(*args), ref64, widened)
 
 
 def _input(ctx: Context, p: dict) -> torch.Tensor:
@@ -45,7 +103,8 @@ def _input(ctx: Context, p: dict) -> torch.Tensor:
            "layout.",
            source="Bridle 1990; torch.softmax (aten/src/ATen/native/SoftMax.cpp)")
 def check_matches_reference(ctx: Context, p: dict) -> None:
-    differential(ctx, ref.softmax, _input(ctx, p), p["dim"])
+    x = _input(ctx, p)
+    matches_reference(ctx, ref.softmax, to64(x), p["dim"], x, p["dim"])
 
 
 @invariant("softmax.normalization.sums_to_one", kind="property", examples=_tensor_and_dim(),
@@ -93,7 +152,8 @@ def _extreme_examples(draw) -> dict:
 def check_no_overflow(ctx: Context, p: dict) -> None:
     # logits around +-1e4 overflow exp() in float32 and float16 unless the maximum is subtracted first.
     x = materialize(p["shape"], p["seed"], torch.float64, "cpu", "normal") + p["extreme"]
-    differential(ctx, ref.softmax, x.to(ctx.dtype).to(ctx.device), p["dim"])
+    x = x.to(ctx.dtype).to(ctx.device)
+    matches_reference(ctx, ref.softmax, to64(x), p["dim"], x, p["dim"])
 
 
 # --- temperature softmax --------------------------------------------------------------------------------
@@ -103,14 +163,20 @@ TEMPERATURE_SOFTMAX = Component(
     signature="temperature_softmax(logits: Float[*batch, vocab], temperature: float > 0) -> Float[*batch, vocab]",
     summary="softmax(logits / temperature) over the last axis.",
     reference=ref.temperature_softmax,
+    bound="elementwise",
 )
 
 
 @st.composite
 def _temperature_examples(draw) -> dict:
     rank = draw(st.integers(1, 3))
+    vocab = draw(scaled(sizes(1, 17), st.one_of(st.sampled_from(ROW_EDGES), st.sampled_from(VOCABS)),
+                        st.sampled_from(VOCABS)))
+    rows = draw(scaled(st.just(None), None, st.sampled_from([[64], [8, 32]])))  # production: a batch of requests
+    if rows is None:  # a few rows; of a long vocabulary, at most 2 x 2
+        rows = [draw(sizes(1, 5 if vocab < 32 else 2)) for _ in range(rank - 1)]
     return {
-        "shape": [draw(sizes(1, 5)) for _ in range(rank - 1)] + [draw(sizes(1, 17))],
+        "shape": rows + [vocab],
         "seed": draw(seeds()),
         "pattern": draw(patterns()),
         "layout": draw(layouts()),
@@ -126,7 +192,8 @@ def _logits(ctx: Context, p: dict, pattern: str | None = None) -> torch.Tensor:
            statement="softmax(logits / T) equals the float64 reference (T = 1 is plain softmax).",
            source="Hinton et al. 2015, Distilling the Knowledge in a Neural Network, eq. 1")
 def check_temperature_reference(ctx: Context, p: dict) -> None:
-    differential(ctx, ref.temperature_softmax, _logits(ctx, p), p["temperature"])
+    x = _logits(ctx, p)
+    matches_reference(ctx, ref.temperature_softmax, to64(x) / p["temperature"], -1, x, p["temperature"])
 
 
 @invariant("temperature_softmax.limit.zero_is_argmax", kind="property", examples=_temperature_examples(),

@@ -62,3 +62,27 @@ def test_reference_dropout_semantics():
     assert abs(float(kept.double().mean()) - 0.75) < 0.05
     assert torch.equal(ref.dropout(x, 0.25, False), x) and torch.equal(ref.dropout(x, 0.0), x)
     assert torch.equal(ref.dropout(x, 1.0), torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_elementwise_bound_sees_the_tails_the_normwise_bound_missed(dtype):
+    """GELU zeroed below -4.5 and x sigma(1.702 x) claimed as GELU, on x in [-6, 6]: in bfloat16 both are within the
+    norm-wise bound (8 eps of the largest output), in both dtypes outside the elementwise one with the gate witness;
+    torch's GELU (both forms) is within it."""
+    from lmspec.spec.checks import reference_pair
+    from lmspec.spec.tolerance import compare
+
+    from .mutants import activations as mutants
+
+    x = torch.linspace(-6, 6, 4097, dtype=torch.float64).to(dtype)
+    ref64, witness = reference_pair(ref.gelu, x)
+    gated = spec.gate_witness(dtype, x, ref64, witness)
+    for mutant in (mutants.gelu_zero_tail, mutants.gelu_quick):
+        out = mutant(x)
+        if dtype == torch.bfloat16:
+            assert compare(out, ref64, witness, dtype, bound="normwise").ok
+        assert not compare(out, ref64, gated, dtype, bound="elementwise").ok
+    for approximate in ("none", "tanh"):
+        ref64, witness = reference_pair(ref.gelu, x, approximate=approximate)
+        gated = spec.gate_witness(dtype, x, ref64, witness)
+        assert compare(F.gelu(x, approximate=approximate), ref64, gated, dtype, bound="elementwise").ok

@@ -7,7 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lmspec.conformance.loading import load_target
+from lmspec.conformance.runner import RunConfig, run_component
 from lmspec.reference import feedforward as ref
+from lmspec.spec import get_component
 
 from .test_external_conformance import check_conforms, unsupported
 
@@ -52,3 +55,17 @@ def test_parallel_and_serial_blocks_differ_only_in_what_the_mlp_reads():
     h = x + attention(norm(x))
     torch.testing.assert_close(serial, h + mlp(norm(h)))
     torch.testing.assert_close(parallel, x + attention(norm(x)) + mlp(norm(x)))
+
+
+TILE_MUTANTS = [("swiglu", "swiglu_drops_partial_k_tile"), ("feed_forward", "ffn_drops_partial_k_tile")]
+
+
+@pytest.mark.parametrize("component,mutant", TILE_MUTANTS, ids=[m[1] for m in TILE_MUTANTS])
+def test_tile_mutants_conform_at_small_scale(component, mutant):
+    """A matmul that drops the last partial K tile is exact while K fits one tile: it conforms at --scale small;
+    tests/test_mutants.py shows the default (kernel) scale catches it."""
+    target = load_target(f"tests.mutants.feedforward:{mutant}", component)
+    invariant = f"{component}.reference.matches"
+    results = run_component(get_component(component), target, RunConfig(profile="ci", scale="small"),
+                            dtypes=["float32"], only=[invariant])
+    assert [r.verdict for r in results] == ["pass"], [r.message for r in results]

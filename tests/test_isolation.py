@@ -141,3 +141,11 @@ def test_after_a_cuda_error_the_next_example_gets_a_fresh_worker():
     assert target.worker.generation == generation + 1
     target.close()
     os.remove(os.path.join(tempfile.gettempdir(), f"lmspec-zoo-cuda-error-{os.getpid()}"))
+
+
+def test_a_warm_worker_imports_targets_from_the_harness_current_directory(tmp_path, monkeypatch):
+    check("softmax", "torch:softmax", dtypes=["float32"], only=["softmax.reference.matches"])  # the worker is warm
+    (tmp_path / "here_only.py").write_text("import torch\n\ndef softmax(x, dim):\n    return torch.softmax(x, dim)\n")
+    monkeypatch.chdir(tmp_path)
+    code, results = check("softmax", "here_only:softmax", dtypes=["float32"], only=["softmax.reference.matches"])
+    assert code == 0, [r.message for r in results]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lmspec.conformance.loading import load_target
-from lmspec.conformance.runner import run_invariant
+from lmspec.conformance.runner import run_component, run_invariant
 from lmspec.reference import norms as ref
 from lmspec.spec import Context, Violation, get_component
 from lmspec.spec.checks import assert_each_within
@@ -122,6 +122,60 @@ def test_eps_outside_the_square_root_is_named():
     assert result.verdict == "fail" and "adds eps outside the square root" in result.message, result.message
 
 
+# --- kernel scale: the bound per element, and kernels exact within one block ----------------------------------------
+
+
+def _with_bound(component: str, bound: str):
+    return dataclasses.replace(get_component(component), bound=bound)
+
+
+def _replay_with(comp, target, invariant: str, dtype: torch.dtype, example: dict):
+    return run_invariant(comp, comp.invariant(invariant), target, dtype, CONFIG, replay=example)
+
+
+WIDE_EXAMPLE = {"batch": [2], "norm": [1025], "weight": True, "bias": True, "eps": None, "seed": 1,
+                "pattern": "normal", "layout": "contiguous"}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rms_norm_bound_per_element_sees_what_the_normwise_bound_misses(dtype):
+    """An output written in block floating point (one exponent per row) errs by at most ~eps max|y|: within the
+    norm-wise bound, caught only because rms_norm's bound is per element."""
+    target = load_target("tests.mutants.norms:rms_block_float_output", "rms_norm")
+    example = {**WIDE_EXAMPLE, "bias": False, "eps": 1e-6}
+    normwise = _replay_with(_with_bound("rms_norm", "normwise"), target, "rms_norm.reference.matches", dtype, example)
+    assert normwise.verdict == "pass", normwise.message
+    assert get_component("rms_norm").bound == "elementwise"
+    result = _replay_with(get_component("rms_norm"), target, "rms_norm.reference.matches", dtype, example)
+    assert result.verdict == "fail" and "8 eps of the element" in result.message, result.message
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_layer_norm_keeps_the_normwise_bound_because_torch_rounds_at_the_inputs_scale(dtype):
+    """Why layer_norm is norm-wise: torch's kernel computes x * (rstd w) + (b - mean rstd w), rounding at the scale
+    |x_i| rstd, not at |y_i|, so a bound per element would fail torch itself at small outputs."""
+    target = load_target("torch.nn.functional:layer_norm", "layer_norm")
+    invariant = "layer_norm.reference.matches"
+    assert _replay_with(get_component("layer_norm"), target, invariant, dtype, WIDE_EXAMPLE).verdict == "pass"
+    elementwise = _replay_with(_with_bound("layer_norm", "elementwise"), target, invariant, dtype, WIDE_EXAMPLE)
+    assert elementwise.verdict == "fail", "torch meets a bound per element: consider bound='elementwise'"
+
+
+TILE_MUTANTS = [("rms_norm", "rms_first_block_only", ["rms_norm.reference.matches"]),
+                ("rms_norm", "rms_drops_partial_block", ["rms_norm.reference.matches"]),
+                ("layer_norm", "ln_blocks_without_welford_merge", ["layer_norm.reference.matches"])]
+
+
+@pytest.mark.parametrize("component,mutant,invariants", TILE_MUTANTS, ids=[m[1] for m in TILE_MUTANTS])
+def test_tile_mutants_conform_at_small_scale(component, mutant, invariants):
+    """Exact within one block of columns: at --scale small they conform; tests/test_mutants.py shows the default
+    (kernel) scale catches them."""
+    target = load_target(f"tests.mutants.norms:{mutant}", component)
+    config = dataclasses.replace(CONFIG, scale="small")
+    results = run_component(get_component(component), target, config, dtypes=["float32"], only=invariants)
+    assert [r.verdict for r in results] == ["pass"] * len(invariants), [r.message for r in results]
+
+
 # --- the reference against torch ------------------------------------------------------------------------
 
 
@@ -140,6 +194,18 @@ def test_batch_norm_training_updates_running_statistics_like_torch():
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(ours_mean, torch_mean)
     torch.testing.assert_close(ours_var, torch_var)  # the unbiased batch variance goes into running_var
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (300, 4096), (2, 3, 70000)])
+def test_row_chunked_references_match_torch(shape):
+    """rms_norm and layer_norm compute in chunks of whole rows past CHUNK_ELEMENTS: the same values as torch."""
+    x = torch.randn(*shape, dtype=torch.float64)
+    w, b = torch.randn(shape[-1], dtype=torch.float64), torch.randn(shape[-1], dtype=torch.float64)
+    torch.testing.assert_close(ref.rms_norm(x, (shape[-1],), w, 1e-6), F.rms_norm(x, [shape[-1]], w, 1e-6))
+    torch.testing.assert_close(ref.layer_norm(x, shape[-2:], None, None), F.layer_norm(x, shape[-2:]))
+    xb, wb = x.to(torch.bfloat16), w.to(torch.bfloat16)
+    torch.testing.assert_close(ref.layer_norm(xb, (shape[-1],), wb), F.layer_norm(xb, [shape[-1]], wb),
+                               atol=2e-2, rtol=2e-2)
 
 
 def test_layer_norm_and_qk_norm_match_torch_formulas():

@@ -105,3 +105,47 @@ def test_softmax_references():
     expected = torch.softmax(x / 2.5, -1)
     torch.testing.assert_close(temperature_softmax(x, 2.5), expected)
     assert math.isclose(float(temperature_softmax(torch.zeros(1, 7), 3.0).sum()), 1.0, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("lq,lk", [(7, 7), (5, 11), (11, 5), (1, 9), (9, 1)])
+@pytest.mark.parametrize("alignment", ["top_left", "bottom_right"])
+def test_query_chunks_equal_one_chunk(monkeypatch, lq, lk, alignment):
+    """The reference processes queries in chunks: with chunks of 1, 2 and 3 queries it must equal the one-chunk
+    computation, and torch's math path, for every mask kind, GQA, fully masked rows and both causal alignments."""
+    q, k, v = rand(2, 4, lq, 8), rand(2, 2, lk, 8), rand(2, 2, lk, 5)
+    keep = torch.rand(2, 1, lq, lk) < 0.5
+    keep[..., 0, :] = False  # query 0 sees no key
+    additive = torch.zeros(lq, lk, dtype=torch.float64).masked_fill(torch.rand(lq, lk) < 0.3, float("-inf"))
+    cases = [dict(is_causal=True), dict(attn_mask=keep), dict(attn_mask=additive, is_causal=True),
+             dict(attn_mask=torch.randn(1, lk, dtype=torch.float64)), dict(attn_mask=keep, is_causal=True, scale=0.7)]
+
+    def attend(**kw):
+        return ref.scaled_dot_product_attention(q, k, v, enable_gqa=True, causal_alignment=alignment, **kw)
+
+    whole = [attend(**kw) for kw in cases]
+    for chunk in (1, 2, 3):
+        monkeypatch.setattr(ref, "QUERY_CHUNK", chunk)
+        for kw, expected in zip(cases, whole):
+            torch.testing.assert_close(attend(**kw), expected, rtol=1e-13, atol=1e-13)
+    for kw, expected in zip(cases, whole):
+        torch.testing.assert_close(expected, F.scaled_dot_product_attention(
+            q, k, v, enable_gqa=True, **_torch_form(kw, lq, lk, alignment)).nan_to_num(0.0), rtol=1e-12, atol=1e-12)
+
+
+def _torch_form(kw: dict, lq: int, lk: int, alignment: str) -> dict:
+    """The same call with torch's SDPA: the causal mask (of the given alignment) folded into attn_mask."""
+    kw = dict(kw)
+    if kw.pop("is_causal", False):
+        causal = ref.causal_mask(lq, lk, alignment)
+        mask = kw.get("attn_mask")
+        if mask is None or mask.dtype == torch.bool:
+            kw["attn_mask"] = causal if mask is None else causal & mask
+        else:
+            kw["attn_mask"] = mask.masked_fill(~causal, float("-inf"))
+    return kw
+
+
+def test_chunk_size_bounds_the_scores_held_at_once():
+    """Memory: a chunk holds at most SCORES_PER_CHUNK scores, so B * Hq * Lk large means fewer queries per chunk."""
+    assert ref.SCORES_PER_CHUNK // (16 * 8192) >= 1  # L = 8192 with 16 heads: 16 queries per chunk
+    assert ref.SCORES_PER_CHUNK * 8 <= 2**25  # float64 scores of one chunk: at most 32 MiB

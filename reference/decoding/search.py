@@ -39,18 +39,29 @@ NEG = -1.0e9  # HF's sentinel for "cannot be chosen"
 
 
 class ToyLM:
-    """A deterministic next-token model over a tiny vocabulary for checking decoders.
+    """A deterministic next-token model over a tiny vocabulary (or a real model's, up to 151936 tokens) for checking
+    decoders.
 
     Hidden state at position i: h_i = tanh(mean_{j <= i} E[j, ids_j]) (causal, position-aware, depends on every
-    earlier token); logits_i = scale * h_i W + bias. Logits are rounded to float32 values (and returned in float64),
-    so a library that casts them to float32, as transformers' generate does, sees them exactly.
+    earlier token; E[j, t] = T[t] + P[j] above FACTORED_ABOVE tokens); logits_i = scale * h_i W + bias. Logits
+    are rounded to float32 values (and returned in float64), so a library that casts them to float32, as
+    transformers' generate does, sees them exactly.
     """
+
+    #: above this vocabulary a [max_len, V, H] table would take hundreds of MB (V = 151936): token and position
+    #: embeddings are drawn apart and summed instead (still causal, position-aware, dependent on every token).
+    FACTORED_ABOVE = 4096
 
     def __init__(self, vocab: int, seed: int, hidden: int = 8, scale: float = 3.0, max_len: int = 40,
                  eos_token_id: int | None = None, eos_bias: float = 0.0):
         gen = torch.Generator().manual_seed(seed)
         self.vocab, self.seed = vocab, seed
-        self.embed = torch.randn(max_len, vocab, hidden, generator=gen, dtype=torch.float64)
+        if vocab <= self.FACTORED_ABOVE:
+            self.embed = torch.randn(max_len, vocab, hidden, generator=gen, dtype=torch.float64)
+        else:
+            self.embed = None
+            self.token_embed = torch.randn(vocab, hidden, generator=gen, dtype=torch.float64)
+            self.position_embed = torch.randn(max_len, hidden, generator=gen, dtype=torch.float64)
         self.head = torch.randn(hidden, vocab, generator=gen, dtype=torch.float64) * scale / math.sqrt(hidden) * 2
         self.bias = torch.zeros(vocab, dtype=torch.float64)
         if eos_token_id is not None:
@@ -58,7 +69,10 @@ class ToyLM:
 
     def hidden_states(self, ids: Tensor) -> Tensor:
         positions = torch.arange(ids.shape[-1], device=ids.device)
-        e = self.embed.to(ids.device)[positions, ids]  # [B, L, H]
+        if self.embed is not None:
+            e = self.embed.to(ids.device)[positions, ids]  # [B, L, H]
+        else:
+            e = self.token_embed.to(ids.device)[ids] + self.position_embed.to(ids.device)[positions]
         return torch.tanh(e.cumsum(dim=1) / (positions + 1)[:, None].to(e.dtype))
 
     def __call__(self, ids: Tensor) -> Tensor:

@@ -14,7 +14,8 @@ from ...reference.accounting import flops as ref
 from ...reference.accounting.params import architecture, with_layers
 from ..checks import assert_equal, assert_within, show
 from ..core import Component, Context, invariant, row
-from .models import CASES, GPT_CASES, measured_flops
+from ..strategies import TILE_EDGES, scaled
+from .models import FLOP_EXAMPLES, flop_cases, measured_flops
 from .relative import assert_relative
 
 
@@ -113,12 +114,28 @@ def check_attention_counter(ctx: Context, p: dict) -> None:
 
 
 @st.composite
-def _attention_examples(draw) -> dict:
+def _small_attention_examples(draw) -> dict:
     hkv = draw(st.sampled_from([1, 2]))
     lq = draw(st.integers(1, 16))
     return {"batch": draw(st.integers(1, 2)), "heads": hkv * draw(st.sampled_from([1, 2, 3])), "kv_heads": hkv,
             "q_len": lq, "kv_len": lq + draw(st.integers(0, 16)), "head_dim": draw(st.integers(1, 64)),
             "value_dim": draw(st.integers(1, 64)), "is_causal": draw(st.booleans())}
+
+
+@st.composite
+def _large_attention_examples(draw) -> dict:
+    """Real models' head counts and head dims, query lengths at tile edges up to 4097 (the check builds the
+    Lq x Lk mask), batches up to 1024: counts past 2^31 and 2^53."""
+    hkv = draw(st.sampled_from([1, 8]))
+    lq = draw(st.sampled_from(TILE_EDGES + (4095, 4096, 4097)))
+    e = draw(st.sampled_from([64, 80, 96, 128, 192, 256]))
+    return {"batch": draw(st.sampled_from([1, 64, 1024])), "heads": hkv * draw(st.sampled_from([1, 8, 16])),
+            "kv_heads": hkv, "q_len": lq, "kv_len": lq + draw(st.sampled_from([0, 1, 1024])), "head_dim": e,
+            "value_dim": e, "is_causal": draw(st.booleans())}
+
+
+def _attention_examples() -> st.SearchStrategy[dict]:
+    return scaled(_small_attention_examples(), _large_attention_examples())
 
 
 @invariant("attention_flops.causal_conventions", examples=_attention_examples(),
@@ -142,7 +159,8 @@ def check_attention_causal_conventions(ctx: Context, p: dict) -> None:
 #
 # Each example checks every case of CASES (spec/accounting/models.py): all supported architectures, MHA / GQA
 # / MQA, biases, tied and untied heads, MoE. The measurements are exact and cached, so the search is over the
-# target's behaviour on a fixed, diverse set, and a counterexample names its case.
+# target's behaviour on a fixed, diverse set, and a counterexample names its case. From scale "kernel" up an
+# example may also check PRODUCTION_CASES (405B width at 128k, vocabulary 151936, batches of 255 and 1000).
 
 FORWARD_FLOPS = Component(
     name="forward_flops",
@@ -152,11 +170,7 @@ FORWARD_FLOPS = Component(
     dtypes=(),
 )
 
-ALL_CASES = st.just({})
-
-
-def _cases(only=None):
-    return (GPT_CASES if only == "gpt2" else CASES).items()
+ALL_CASES = FLOP_EXAMPLES
 
 
 def _forward(ctx: Context, case: dict, attention: str = "dense", config: dict | None = None) -> int:
@@ -174,7 +188,7 @@ def _layers(config: dict) -> int:
            source="torch.utils.flop_counter.FlopCounterMode; transformers 5.23 (attn_implementation='eager', "
            "experts_implementation='eager')")
 def check_forward_counter(ctx: Context, p: dict) -> None:
-    for name, case in _cases():
+    for name, case in flop_cases(p):
         want = measured_flops(case["config"], case["seq_len"], case["batch"])["forward"]
         assert_equal(ctx, _forward(ctx, case), want, f"{name}: forward FLOPs vs FlopCounterMode's count for the "
                      "transformers model")
@@ -184,7 +198,7 @@ def check_forward_counter(ctx: Context, p: dict) -> None:
            statement="One more decoder layer adds exactly the FLOPs FlopCounterMode attributes to decoder layer 0.",
            source="torch.utils.flop_counter.FlopCounterMode per-module counts")
 def check_forward_per_layer(ctx: Context, p: dict) -> None:
-    for name, case in _cases():
+    for name, case in flop_cases(p):
         layers = _layers(case["config"])
         per_layer = _forward(ctx, case, config=with_layers(case["config"], layers + 1)) - _forward(ctx, case)
         want = measured_flops(case["config"], case["seq_len"], case["batch"])["layer0"]
@@ -197,7 +211,7 @@ def check_forward_per_layer(ctx: Context, p: dict) -> None:
            "(S + 1) / (2 S); projections and the head are unchanged.",
            source="Dao et al. flash-attention benchmarks; Kaplan et al. 2020, Table 1")
 def check_forward_causal_conventions(ctx: Context, p: dict) -> None:
-    for name, case in _cases():
+    for name, case in flop_cases(p):
         s = case["seq_len"]
         measured = measured_flops(case["config"], s, case["batch"])
         core = measured["forward_by_op"].get("bmm", 0)  # eager attention: QK^T and AV are the only batched matmuls
@@ -220,7 +234,7 @@ def _attention_term(config: dict, seq_len: int) -> int:
            "matrices incl. router and top-k experts, and the output head; not biases, norms or embedding lookups).",
            source="Kaplan et al. 2020, sec. 2.1 (C_forward ~ 2N + 2 n_layer n_ctx d_attn)")
 def check_forward_two_n_plus_attention(ctx: Context, p: dict) -> None:
-    for name, case in _cases():
+    for name, case in flop_cases(p):
         n = measured_flops(case["config"], case["seq_len"], case["batch"])["matmul_params"]
         tokens = case["batch"] * case["seq_len"]
         want = tokens * (2 * n + _attention_term(case["config"], case["seq_len"]))
@@ -233,7 +247,7 @@ def check_forward_two_n_plus_attention(ctx: Context, p: dict) -> None:
            "n_vocab): Kaplan's C_forward plus the de-embedding his table lists separately.",
            source="Kaplan et al. 2020, Table 1")
 def check_forward_kaplan_table1(ctx: Context, p: dict) -> None:
-    for name, case in _cases("gpt2"):
+    for name, case in flop_cases(p, "gpt2"):
         c, s = case["config"], case["seq_len"]
         d = c["n_embd"]
         per_token = ref.kaplan_forward_flops_per_token(c["n_layer"], d, d, c.get("n_inner") or 4 * d, s)
@@ -264,7 +278,7 @@ def _training(ctx: Context, case: dict, recompute: str = "none") -> int:
            "transformers model; the backward is exactly twice the forward (input and weight gradients of each matmul).",
            source="torch.utils.flop_counter.FlopCounterMode; Kaplan et al. 2020, sec. 2.1 (backward ~ 2 x forward)")
 def check_training_counter(ctx: Context, p: dict) -> None:
-    for name, case in _cases():
+    for name, case in flop_cases(p):
         m = measured_flops(case["config"], case["seq_len"], case["batch"])
         assert_equal(ctx, _training(ctx, case), m["total"], f"{name}: training FLOPs vs FlopCounterMode's forward "
                      f"{m['forward']:,} + backward {m['backward']:,}")
@@ -276,7 +290,7 @@ def check_training_counter(ctx: Context, p: dict) -> None:
            source="Narayanan et al. 2021, sec. 5.1; Chen et al. 2016 (gradient checkpointing); "
            "torch.utils.checkpoint.set_checkpoint_early_stop")
 def check_training_recompute_full(ctx: Context, p: dict) -> None:
-    for name, case in _cases():
+    for name, case in flop_cases(p):
         m = measured_flops(case["config"], case["seq_len"], case["batch"], checkpoint=True)
         assert_equal(ctx, _training(ctx, case, "full"), m["total"], f"{name}: training FLOPs with full recomputation "
                      "vs the count with gradient checkpointing")
@@ -286,7 +300,7 @@ def check_training_recompute_full(ctx: Context, p: dict) -> None:
            statement="Selective recomputation adds the forward FLOPs of the attention core (QK^T and AV) only.",
            source="Korthikanti et al. 2022, sec. 5 (selective activation recomputation)")
 def check_training_recompute_selective(ctx: Context, p: dict) -> None:
-    for name, case in _cases():
+    for name, case in flop_cases(p):
         extra = _training(ctx, case, "selective") - _training(ctx, case, "none")
         core = measured_flops(case["config"], case["seq_len"], case["batch"])["forward_by_op"].get("bmm", 0)
         assert_equal(ctx, extra, core, f"{name}: FLOPs selective recomputation adds vs the attention core's forward "
@@ -299,7 +313,7 @@ def check_training_recompute_selective(ctx: Context, p: dict) -> None:
            source="Kaplan et al. 2020, sec. 2.1 (C ~ 6 N D); Chowdhery et al. 2022 (PaLM), appendix B "
            "(6N + 12 L H Q T)")
 def check_training_six_nd(ctx: Context, p: dict) -> None:
-    for name, case in _cases():
+    for name, case in flop_cases(p):
         n = measured_flops(case["config"], case["seq_len"], case["batch"])["matmul_params"]
         tokens = case["batch"] * case["seq_len"]
         arch = architecture(case["config"])
@@ -319,7 +333,7 @@ def check_training_six_nd(ctx: Context, p: dict) -> None:
         source="Narayanan et al. 2021, appendix (FLOPs with activation recomputation)"),
     examples=ALL_CASES)
 def check_training_megatron(ctx: Context, p: dict, recompute: bool) -> None:
-    for name, case in _cases("gpt2"):
+    for name, case in flop_cases(p, "gpt2"):
         c = case["config"]
         if c.get("n_inner"):
             continue  # Megatron's formula assumes d_ff = 4h
@@ -361,7 +375,7 @@ def _utilization(ctx: Context, case: dict, p: dict, recompute: str) -> dict:
            "FLOPs executed, recomputation included; both against FlopCounterMode's counts of the model.",
            source="Chowdhery et al. 2022 (PaLM), appendix B")
 def check_utilization_measured(ctx: Context, p: dict) -> None:
-    for name, case in _cases():
+    for name, case in flop_cases(p):
         out = _utilization(ctx, case, p, p["recompute"])
         budget = p["step_seconds"] * p["peak"]
         model_flops = measured_flops(case["config"], case["seq_len"], case["batch"])["total"]
@@ -377,7 +391,7 @@ def check_utilization_measured(ctx: Context, p: dict) -> None:
            statement="HFU >= MFU, with equality without recomputation.",
            source="Chowdhery et al. 2022 (PaLM), appendix B; Korthikanti et al. 2022, sec. 6")
 def check_utilization_hfu_at_least_mfu(ctx: Context, p: dict) -> None:
-    for name, case in _cases():
+    for name, case in flop_cases(p):
         for recompute in ("none", "selective", "full"):
             out = _utilization(ctx, case, p, recompute)
             if recompute == "none":

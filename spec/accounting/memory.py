@@ -14,6 +14,7 @@ from ...reference import attention as ref_attention
 from ...reference.accounting import memory as ref
 from ..checks import assert_equal, assert_within
 from ..core import Component, Context, invariant
+from ..strategies import scaled
 from .models import hf_model
 from .relative import assert_relative
 
@@ -215,11 +216,25 @@ def check_activations_measured(ctx: Context, p: dict) -> None:
 
 
 @st.composite
-def _activation_examples(draw) -> dict:
+def _small_activation_examples(draw) -> dict:
     t = draw(st.sampled_from([1, 1, 2, 4]))
     heads = t * draw(st.integers(1, 2))
     return {"seq_len": draw(st.integers(1, 8)), "batch": draw(st.integers(1, 2)), "heads": heads,
             "hidden": heads * draw(st.integers(1, 3)), "tensor_parallel": t}
+
+
+@st.composite
+def _production_activation_examples(draw) -> dict:
+    """Real models' layers (GPT-3 175B, Llama-3.1-405B, a 7B) at contexts up to 128k and batches up to 64: the
+    byte counts pass 2^31 (and 2^53 for the 5 a s^2 b score term at 128k), where int32 or float arithmetic breaks."""
+    hidden, heads = draw(st.sampled_from([(12288, 96), (16384, 128), (4096, 32)]))
+    return {"seq_len": draw(st.sampled_from([2048, 4096, 8192, 131072])), "batch": draw(st.sampled_from([1, 8, 64])),
+            "heads": heads, "hidden": hidden, "tensor_parallel": draw(st.sampled_from([1, 2, 4, 8]))}
+
+
+def _activation_examples() -> st.SearchStrategy[dict]:
+    """Small layers at every scale; real models' layers from scale "kernel" up."""
+    return scaled(_small_activation_examples(), _production_activation_examples())
 
 
 @invariant("activation_memory.korthikanti_table2", examples=_activation_examples(),

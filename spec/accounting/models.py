@@ -21,6 +21,7 @@ from torch.utils.checkpoint import set_checkpoint_early_stop
 from torch.utils.flop_counter import FlopCounterMode
 
 from ...reference.accounting.params import SUPPORTED_MODEL_TYPES
+from ..strategies import scaled
 
 
 def _quiet() -> None:
@@ -219,13 +220,79 @@ CASES: dict[str, dict] = {
 }
 GPT_CASES = {name: case for name, case in CASES.items() if case["config"]["model_type"] == "gpt2"}
 
+#: production sizes, measured on the meta device too (shapes only: milliseconds): one layer of Llama-3.1-405B's
+#: width over a 128k context, Qwen2's 151936-token vocabulary and GPT-2 XL's width with large batches that are not
+#: powers of two (so float32 rounding shows). Counts pass 2^31 (one 405B layer holds 3.2e9 weights) and, with full
+#: recomputation, 2^53 (9.5e15 FLOPs): what int32, float32 or float64 arithmetic gets wrong. Drawn from "kernel" up.
+PRODUCTION_CASES: dict[str, dict] = {
+    "llama-405b-width-1-layer-128k": _case(131072, 1, model_type="llama", vocab_size=128256, hidden_size=16384,
+                                           intermediate_size=53248, num_hidden_layers=1, num_attention_heads=128,
+                                           num_key_value_heads=8),
+    "qwen2-vocab-151936-batch-255": _case(4096, 255, model_type="qwen2", vocab_size=151936, hidden_size=1536,
+                                          intermediate_size=8960, num_hidden_layers=2, num_attention_heads=12,
+                                          num_key_value_heads=2, tie_word_embeddings=True),
+    "gpt2-xl-width-batch-1000": _case(1024, 1000, model_type="gpt2", vocab_size=50257, n_positions=1024, n_embd=1600,
+                                     n_layer=1, n_head=25),
+}
+
+
+def flop_cases(p: dict, only: str | None = None) -> list[tuple[str, dict]]:
+    """The cases a FLOP example checks: CASES, and PRODUCTION_CASES when the example is {"production": True}
+    (drawn from scale "kernel" up, see FLOP_EXAMPLES); `only="gpt2"` keeps the GPT-2 ones."""
+    cases = {**CASES, **(PRODUCTION_CASES if p.get("production") else {})}
+    return [(name, c) for name, c in cases.items() if only is None or c["config"]["model_type"] == only]
+
+
+#: a FLOP invariant's examples: {} checks the small CASES (every scale), {"production": True} adds PRODUCTION_CASES.
+FLOP_EXAMPLES = scaled(st.just({}), st.just({"production": True}))
+
 
 # --- strategies: small config.json dicts of every supported architecture ---------------------------------
 
 
+#: real models' widths (config.json keys; layers are drawn): counts past 2^31 (one Llama-3.1-405B layer holds
+#: 3.2e9 weights, its embedding 2.1e9) and vocabularies of 32000 to 256000. Mixtral is left out: MoE models are
+#: built with real weights (spec/accounting/models.py), and a real expert's weights take gigabytes.
+REAL_WIDTHS: dict[str, tuple[tuple[int, dict], ...]] = {
+    "gpt2": ((48, {"vocab_size": 50257, "n_positions": 1024, "n_embd": 1600, "n_head": 25}),),  # GPT-2 XL
+    "llama": ((126, {"vocab_size": 128256, "hidden_size": 16384, "intermediate_size": 53248,  # Llama-3.1-405B
+                     "num_attention_heads": 128, "num_key_value_heads": 8}),
+              (32, {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008,  # Llama-2-7B
+                    "num_attention_heads": 32, "num_key_value_heads": 32})),
+    "mistral": ((32, {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336,  # Mistral-7B
+                      "num_attention_heads": 32, "num_key_value_heads": 8}),),
+    "qwen2": ((80, {"vocab_size": 152064, "hidden_size": 8192, "intermediate_size": 29568,  # Qwen2.5-72B
+                    "num_attention_heads": 64, "num_key_value_heads": 8}),
+              (28, {"vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960,  # Qwen2-1.5B
+                    "num_attention_heads": 12, "num_key_value_heads": 2, "tie_word_embeddings": True})),
+    "qwen3": ((36, {"vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 12288,  # Qwen3-8B
+                    "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128}),),
+    "gemma": ((28, {"vocab_size": 256000, "hidden_size": 3072, "intermediate_size": 24576,  # Gemma-7B
+                    "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256}),),
+}
+
+
 @st.composite
-def hf_configs(draw, model_types: tuple[str, ...] = SUPPORTED_MODEL_TYPES, max_layers: int = 2,
-               ffn_width: bool = True) -> dict:
+def _real_configs(draw, model_types: tuple[str, ...]) -> dict:
+    """A real model's config: its widths and all its layers (built on the meta device: 0.2 s for 405B), or one."""
+    model_type = draw(st.sampled_from([t for t in model_types if t in REAL_WIDTHS]))
+    layers, widths = draw(st.sampled_from(REAL_WIDTHS[model_type]))
+    n = draw(st.sampled_from([layers, 1]))
+    return {"model_type": model_type, **widths, ("n_layer" if model_type == "gpt2" else "num_hidden_layers"): n}
+
+
+def hf_configs(model_types: tuple[str, ...] = SUPPORTED_MODEL_TYPES, max_layers: int = 2,
+               ffn_width: bool = True) -> st.SearchStrategy[dict]:
+    """A config.json dict: small sizes at every scale; from scale "kernel" up also a real model's (REAL_WIDTHS)."""
+    small = _small_configs(model_types, max_layers, ffn_width)
+    if not any(t in REAL_WIDTHS for t in model_types):
+        return small
+    return scaled(small, _real_configs(model_types))
+
+
+@st.composite
+def _small_configs(draw, model_types: tuple[str, ...] = SUPPORTED_MODEL_TYPES, max_layers: int = 2,
+                   ffn_width: bool = True) -> dict:
     """A config.json dict with small sizes; optional keys are sometimes left out (the class default applies)."""
     model_type = draw(st.sampled_from(model_types))
     layers = draw(st.integers(1, max_layers))
@@ -261,5 +328,5 @@ def hf_configs(draw, model_types: tuple[str, ...] = SUPPORTED_MODEL_TYPES, max_l
     return c
 
 
-__all__ = ["CASES", "GPT_CASES", "hf_configs", "hf_model", "measured_flops", "measured_matmul_parameters",
-           "measured_module_parameters", "measured_parameters"]
+__all__ = ["CASES", "FLOP_EXAMPLES", "GPT_CASES", "PRODUCTION_CASES", "REAL_WIDTHS", "flop_cases", "hf_configs",
+           "hf_model", "measured_flops", "measured_matmul_parameters", "measured_module_parameters", "measured_parameters"]

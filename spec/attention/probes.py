@@ -11,16 +11,33 @@ from ..core import Context
 from ..guard import expect_tensor
 
 
+#: keys whose weights one call reads: identity values in blocks of this many columns (Ev <= 128), since
+#: FlashAttention and other fused kernels take head dims up to 256 only.
+PROBE_COLUMNS = 128
+
+
+def identity_values_output(ctx: Context, attend_values: Callable, lead: tuple[int, ...], b: int, hkv: int, lk: int,
+                           finite: bool = True) -> torch.Tensor:
+    """The target's output [*lead, Lk] for values = the identity [B, Hkv, Lk, Lk] (so output row i is query i's
+    weights), read in blocks of PROBE_COLUMNS identity columns: `attend_values(v)` calls the target with values v."""
+    eye = torch.eye(lk, dtype=ctx.dtype, device=ctx.device)
+    blocks = []
+    for start in range(0, lk, PROBE_COLUMNS):
+        cols = eye[:, start : start + PROBE_COLUMNS]  # [Lk, n]
+        v = cols.expand(b, hkv, lk, cols.shape[-1]).contiguous()
+        out = expect_tensor(attend_values(v), (*lead, cols.shape[-1]), ctx.dtype, ctx.device, finite=finite)
+        blocks.append(to64(out))
+    return torch.cat(blocks, dim=-1)
+
+
 def probe_weights(ctx: Context, attend: Callable, q: torch.Tensor, lk: int, hkv: int) -> torch.Tensor:
     """Attention weights read off the target: keys all zero (every visible key scores the same) and values the
-    identity (Ev = Lk), so output row i is the uniform distribution over the keys query i may see.
+    identity, so output row i is the uniform distribution over the keys query i may see.
 
     `attend(q, k, v)` calls the target with the mask under test; rows that see no key may be non-finite."""
     b = q.shape[0]
     k = torch.zeros(b, hkv, lk, q.shape[-1], dtype=ctx.dtype, device=ctx.device)
-    v = torch.eye(lk, dtype=ctx.dtype, device=ctx.device).expand(b, hkv, lk, lk).contiguous()
-    out = expect_tensor(attend(q, k, v), (*q.shape[:-1], lk), ctx.dtype, ctx.device, finite=False)
-    return to64(out)
+    return identity_values_output(ctx, lambda v: attend(q, k, v), tuple(q.shape[:-1]), b, hkv, lk, finite=False)
 
 
 def assert_visible_keys(ctx: Context, weights: torch.Tensor, allowed: torch.Tensor, what: str) -> None:

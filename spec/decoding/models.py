@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from ...reference.decoding import search as ref
 from ..core import Context
 from ..statistics import chi_square_test
-from ..strategies import seeds
+from ..strategies import scaled, seeds
 
 MODEL = "model: Callable[[Int[B, L]], Float[B, L, V]]"
 #: rows of one call whose sequences a statistical check counts, and its false-alarm rate per example.
@@ -26,14 +26,41 @@ DRAWS = 2000
 ALPHA = 1e-6
 
 
+#: real models' vocabularies and EOS ids (Llama-2 </s>, GPT-2 <|endoftext|>, Llama-3 <|end_of_text|>, Qwen2
+#: <|endoftext|>): ids above 32767 and 65535, which an int16 or uint16 id buffer wraps.
+REAL_VOCABS = ((32000, 2), (50257, 50256), (128256, 128001), (151936, 151643))
+#: vocabularies at the 1024-wide tile edge of argmax / top-k kernels (EOS the last id).
+TILE_VOCABS = ((1023, 1022), (1024, 1023), (1025, 1024))
+
+
 @st.composite
-def model_examples(draw, min_vocab: int = 2, max_vocab: int = 5, eos: bool = True, max_batch: int = 2,
-                   max_new: int = 6) -> dict:
+def small_model_examples(draw, min_vocab: int = 2, max_vocab: int = 5, eos: bool = True, max_batch: int = 2,
+                          max_new: int = 6) -> dict:
     v = draw(st.integers(min_vocab, max_vocab))
     return {"V": v, "seed": draw(seeds()), "B": draw(st.integers(1, max_batch)), "L": draw(st.integers(1, 4)),
             "n": draw(st.integers(1, max_new)), "eos": draw(st.sampled_from([None, 0, -1])) if eos else None,
             "eos_bias": draw(st.sampled_from([0.0, 1.0, 2.5])), "pad": draw(st.booleans()),
             "min_new": draw(st.integers(0, 2))}
+
+
+@st.composite
+def large_vocab_examples(draw, eos: bool = True, max_batch: int = 2, max_new: int = 3,
+                         vocabs: tuple = REAL_VOCABS + TILE_VOCABS) -> dict:
+    """A real model's vocabulary (or one at the 1024 tile edge) with its EOS id, few rows, short sequences (a
+    model call costs B x L x V): a bias of 8 makes EOS the argmax often enough to end rows."""
+    v, eos_token = draw(st.sampled_from(vocabs))
+    return {"V": v, "seed": draw(seeds()), "B": draw(st.integers(1, max_batch)), "L": draw(st.integers(1, 3)),
+            "n": draw(st.integers(1, max_new)), "eos": draw(st.sampled_from([None, eos_token])) if eos else None,
+            "eos_bias": draw(st.sampled_from([0.0, 8.0])), "pad": draw(st.booleans()),
+            "min_new": draw(st.integers(0, 2))}
+
+
+def model_examples(min_vocab: int = 2, max_vocab: int = 5, eos: bool = True, max_batch: int = 2, max_new: int = 6,
+                   large_vocab: bool = False) -> st.SearchStrategy[dict]:
+    """A toy model and its inputs: a tiny vocabulary at every scale; with `large_vocab`, from scale "kernel" up
+    also a real model's vocabulary (`large_vocab_examples`; only for checks that do not enumerate V^n sequences)."""
+    small = small_model_examples(min_vocab, max_vocab, eos, max_batch, max_new)
+    return scaled(small, large_vocab_examples(eos, max_batch, min(3, max_new))) if large_vocab else small
 
 
 def eos_id(p: dict) -> int | None:

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from ...reference.decoding import search as ref
 from ..checks import assert_equal, assert_within
 from ..core import Component, Context, invariant
-from .models import ALPHA, DRAWS, MODEL, Recorder, assert_sequence_distribution, eos_id, expect_ids, greedy_chain, \
-    model_examples, pad_id, pad_to, prompt, sequence_distribution, toy
+from ..strategies import scaled
+from .models import ALPHA, DRAWS, MODEL, REAL_VOCABS, TILE_VOCABS, Recorder, small_model_examples, \
+    assert_sequence_distribution, eos_id, expect_ids, greedy_chain, large_vocab_examples, model_examples, pad_id, \
+    pad_to, prompt, sequence_distribution, toy
 
 HF_GEN = "transformers 5.23 generation/utils.py"
 VIJAYAKUMAR = "Vijayakumar et al. 2018"
@@ -37,7 +39,7 @@ def _greedy_call(ctx: Context, p: dict, model, ids, **kw) -> torch.Tensor:
     return expect_ids(ctx, out, ids.shape[0], ids, ids.shape[-1] + p["n"])
 
 
-@invariant("greedy_search.argmax_chain", examples=model_examples(eos=False),
+@invariant("greedy_search.argmax_chain", examples=model_examples(eos=False, large_vocab=True),
            statement="Without EOS, each of the max_new_tokens new tokens is the argmax of the model's next-token "
                      "logits for the sequence so far.",
            source=f"{HF_GEN}: GenerationMixin._sample (do_sample=False)")
@@ -48,7 +50,7 @@ def check_greedy_chain(ctx: Context, p: dict) -> None:
     assert_equal(ctx, out, expected, f"greedy output {out.tolist()} vs the argmax chain {expected.tolist()}")
 
 
-@invariant("greedy_search.eos.padding_and_stop", examples=model_examples(),
+@invariant("greedy_search.eos.padding_and_stop", examples=model_examples(large_vocab=True),
            statement="EOS is never chosen before min_new_tokens; a row that emitted EOS is padded with pad_token_id "
                      "(EOS when None); generation stops as soon as every row has emitted EOS.",
            source=f"{HF_GEN}: GenerationMixin._sample, MinNewTokensLengthLogitsProcessor")
@@ -167,11 +169,36 @@ BEAM = Component(
 )
 
 
+def _beam_examples(eos_heavy: bool = False) -> st.SearchStrategy[dict]:
+    """Tiny vocabularies at every scale; from scale "kernel" up also a real model's vocabulary with 2-3 beams, or
+    beam widths at tile edges (31..129) over a vocabulary of a few hundred."""
+    return scaled(_small_beam_examples(eos_heavy), _kernel_beam_examples(eos_heavy))
+
+
 @st.composite
-def _beam_examples(draw, eos_heavy: bool = False) -> dict:
+def _kernel_beam_examples(draw, eos_heavy: bool = False) -> dict:
+    if draw(st.booleans()):
+        p = draw(large_vocab_examples(max_batch=1, vocabs=REAL_VOCABS))
+        k = draw(st.integers(2, 3))
+        if eos_heavy:  # the model's own EOS id, made likely
+            p.update(eos=dict(REAL_VOCABS + TILE_VOCABS)[p["V"]], eos_bias=8.0, n=3)
+    else:
+        k = draw(st.sampled_from((31, 32, 33, 63, 64, 65, 127, 128, 129)))
+        p = draw(small_model_examples(max_new=3))
+        p.update(V=draw(st.sampled_from([v for v in (40, 70, 135, 260) if v > k])), L=min(p["L"], 3))
+        if eos_heavy:  # a bias of 8: EOS wins among hundreds of tokens
+            p.update(eos=draw(st.sampled_from([0, -1])), eos_bias=8.0, B=2, n=3)
+    p.update(num_beams=k, R=draw(st.integers(1, min(k, 3))),
+             length_penalty=draw(st.sampled_from([1.0, 0.0, 0.5, 2.0, -1.0])),
+             early_stopping=draw(st.sampled_from([False, True, "never"])))
+    return p
+
+
+@st.composite
+def _small_beam_examples(draw, eos_heavy: bool = False) -> dict:
     # num_beams < V: every step has enough real candidates. With more beams than that, transformers' placeholder
     # beams (score -1e9 + log p, which float32 rounds to -1e9) can finish and end an early_stopping=True search.
-    p = draw(model_examples(min_vocab=3, max_vocab=5, max_new=5))
+    p = draw(small_model_examples(min_vocab=3, max_vocab=5, max_new=5))
     k = draw(st.integers(2, p["V"] - 1))
     p.update(num_beams=k, R=draw(st.integers(1, k)), length_penalty=draw(st.sampled_from([1.0, 0.0, 0.5, 2.0, -1.0])),
              early_stopping=draw(st.sampled_from([False, True, "never"])))
@@ -234,7 +261,7 @@ def check_beam_early_stopping(ctx: Context, p: dict) -> None:
         check_beam_reference(ctx, {**p, "early_stopping": mode})
 
 
-@invariant("beam_search.width_one.greedy", examples=model_examples(eos=False),
+@invariant("beam_search.width_one.greedy", examples=model_examples(eos=False, large_vocab=True),
            statement="num_beams = 1 without EOS returns greedy decoding.",
            source=f"{HF_GEN}: generation mode GREEDY when num_beams == 1")
 def check_beam_width_one(ctx: Context, p: dict) -> None:

@@ -13,8 +13,8 @@ from ...reference.decoding import speculative as ref
 from ..checks import PROPERTY_ULPS, assert_equal, assert_matches, assert_within, expect_tensor, reference_pair, to64
 from ..core import Component, Context, invariant
 from ..statistics import chi_square_test
-from ..strategies import seeds
-from .models import ALPHA, DRAWS, MODEL, Recorder, assert_sequence_distribution, expect_ids, greedy_chain, \
+from ..strategies import TILE_EDGES, scaled, seeds
+from .models import ALPHA, DRAWS, MODEL, REAL_VOCABS, Recorder, assert_sequence_distribution, expect_ids, greedy_chain, \
     model_examples, prompt, sequence_distribution, toy
 
 LEVIATHAN = "Leviathan et al. 2023, Algorithm 1 and Theorem 3.5"
@@ -46,9 +46,20 @@ RULE = Component(
 
 
 @st.composite
-def _rule_examples(draw) -> dict:
+def _small_rule_examples(draw) -> dict:
     return {"B": draw(st.integers(1, 3)), "V": draw(st.integers(1, 6)), "seed": draw(seeds()),
             "peaked": draw(st.booleans())}
+
+
+@st.composite
+def _large_rule_examples(draw) -> dict:
+    """Vocabularies at tile edges and real models' (the rule is elementwise plus one sum per row: cheap)."""
+    return {"B": draw(st.integers(1, 2)), "V": draw(st.sampled_from(TILE_EDGES + tuple(v for v, _ in REAL_VOCABS))),
+            "seed": draw(seeds()), "peaked": draw(st.booleans())}
+
+
+def _rule_examples() -> st.SearchStrategy[dict]:
+    return scaled(_small_rule_examples(), _large_rule_examples())
 
 
 def _rule_inputs(ctx: Context, p: dict):

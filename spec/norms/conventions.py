@@ -122,7 +122,7 @@ def convention_hint(ctx: Context, out, input, normalized_shape, weight, eps: flo
         measured = []
         for convention in conventions(ctx, weight is not None, eps, known_eps):
             ref64, lowp = reference_pair(convention.formula, input, normalized_shape, weight)
-            measured.append((compare(out, ref64, lowp, ctx.dtype), convention))
+            measured.append((compare(out, ref64, lowp, ctx.dtype, bound=ctx.bound), convention))
     except Exception:  # a hint must never turn a violation into an error of the check
         return ""
     if any(stats.ok and c.spec for stats, c in measured):

@@ -8,12 +8,13 @@ import torch
 from hypothesis import strategies as st
 
 from ...reference import norms as ref
+from ...reference.positions import apply_rotary, rope_inv_freq
 from ...reference.positions import rope as rope_reference
 from ..checks import (PROPERTY_ULPS, assert_agree, assert_equal, assert_matches, call, differential, reference_pair,
                       show, to64)
 from ..core import Component, Context, Option, invariant
 from ..guard import expect_tensor
-from ..strategies import layouts, materialize, seeds, sizes
+from ..strategies import TILE_EDGES, layouts, materialize, scaled, seeds, sizes
 from ..tolerance import eps as machine_eps
 from ..checks import assert_each_within
 from .closeness import layer_norm_condition
@@ -32,14 +33,25 @@ BATCH_NORM = Component(
 )
 
 
+def _bn_shapes() -> st.SearchStrategy[tuple[int, int, int | None]]:
+    """(N, C, L; None: no positions dim). small: N 2..5, C 1..5, L up to 6; kernel: each channel reduces over N x L
+    values across column blocks (L at tile edges), or many channels (C at tile edges); production: 8 x 256 x 4096."""
+    small_l = st.sampled_from([None, 1, 3, 6])
+    small = st.tuples(sizes(2, 5), sizes(1, 5), small_l)
+    kernel = st.one_of(st.tuples(sizes(2, 5), sizes(1, 5), st.sampled_from((255, 256, 257, 1023, 1024, 1025, 2049))),
+                       st.tuples(sizes(2, 5), st.sampled_from(TILE_EDGES), small_l))
+    return scaled(small, kernel, st.just((8, 256, 4096)))
+
+
 @st.composite
 def _bn_examples(draw, training: bool | None = None) -> dict:
     """No grid values: a channel whose values are all equal normalizes to exactly 0, where torch's kernels leave
     cancellation error (see norm_examples)."""
+    n, c, length = draw(_bn_shapes())
     return {
-        "N": draw(sizes(2, 5)),
-        "C": draw(sizes(1, 5)),
-        "L": draw(st.sampled_from([None, 1, 3, 6])),
+        "N": n,
+        "C": c,
+        "L": length,
         "training": draw(st.booleans()) if training is None else training,
         "affine": draw(st.booleans()),
         "momentum": draw(st.sampled_from([0.1, 0.5])),
@@ -165,9 +177,13 @@ RESIDUAL_BLOCK = Component(
 
 @st.composite
 def _block_examples(draw, order: str | None = None) -> dict:
+    # kernel: D at tile edges (the sublayer is a D x D projection); production: 512 tokens of 4096
+    batch, d = draw(scaled(st.tuples(st.lists(sizes(1, 3), min_size=1, max_size=2), sizes(2, 9)),
+                           st.tuples(st.lists(sizes(1, 3), min_size=1, max_size=1), st.sampled_from(TILE_EDGES)),
+                           st.just(([512], 4096))))
     return {
-        "batch": [draw(sizes(1, 3)) for _ in range(draw(st.integers(1, 2)))],
-        "D": draw(sizes(2, 9)),
+        "batch": list(batch),
+        "D": d,
         "order": draw(st.sampled_from(["pre", "post"])) if order is None else order,
         "norm": draw(st.sampled_from(["layer_norm", "rms_norm"])),
         "seed": draw(seeds()),
@@ -261,15 +277,24 @@ def _scope(ctx: Context) -> str:
     return ctx.options.get("qk_norm_scope", "per_head")
 
 
+#: head dims of real models (GPT-2 64, Phi-2 80, 96, Llama 128, DeepSeek's 192, Gemma 256)
+QK_HEAD_DIMS = (64, 80, 96, 128, 192, 256)
+
+
 @st.composite
 def _qk_examples(draw) -> dict:
-    hkv = draw(sizes(1, 2))
+    # kernel: real head dims (one head per program) or many tokens; production: 32 query heads over 8 of 128, L 2048
+    hkv, group, length, e = draw(scaled(
+        st.tuples(sizes(1, 2), sizes(1, 2), sizes(1, 5), sizes(1, 4).map(lambda h: 2 * h)),
+        st.one_of(st.tuples(sizes(1, 2), sizes(1, 2), sizes(1, 5), st.sampled_from(QK_HEAD_DIMS)),
+                  st.tuples(sizes(1, 2), sizes(1, 2), st.sampled_from(TILE_EDGES), sizes(1, 4).map(lambda h: 2 * h))),
+        st.just((8, 4, 2048, 128))))
     return {
         "B": draw(sizes(1, 2)),
         "Hkv": hkv,
-        "H": hkv * draw(sizes(1, 2)),
-        "L": draw(sizes(1, 5)),
-        "E": 2 * draw(sizes(1, 4)),
+        "H": hkv * group,
+        "L": length,
+        "E": e,
         "start": draw(st.sampled_from([0, 0, 3, 100])),
         "magnitude": draw(st.sampled_from([1.0, 1.0, 30.0, 1000.0])),
         "seed": draw(seeds()),
@@ -294,10 +319,20 @@ def _qk_inputs(ctx: Context, p: dict) -> tuple:
 
 
 def _qk_reference(ctx: Context):
+    """The reference; run in float32/float16/bfloat16 (the error witness) its RoPE angles are computed in float32, as
+    torch-based implementations do (HF's rotary embedding: float32 inv_freq times float positions), not in float64:
+    at positions in the thousands their rounding (eps32 x position) is the largest error an honest kernel makes."""
     scope = _scope(ctx)
 
     def reference(q, k, wq, wk, positions, eps=1e-6):
-        return ref.qk_norm(q, k, wq, wk, positions, eps, scope=scope)
+        if q.dtype == torch.float64:
+            return ref.qk_norm(q, k, wq, wk, positions, eps, scope=scope)
+        inv_freq = rope_inv_freq(q.shape[-1], 10000.0, torch.float32)
+
+        def rotate(x):
+            return apply_rotary(x, positions, inv_freq, angle_dtype=torch.float32)
+
+        return rotate(ref.qk_rms(q, wq, eps, scope)), rotate(ref.qk_rms(k, wk, eps, scope))
 
     return reference
 

@@ -7,26 +7,48 @@ import torch
 from hypothesis import strategies as st
 
 from ..core import Context
-from ..strategies import layouts, materialize, patterns, seeds, sizes
+from ..strategies import PATTERNS, layouts, materialize, patterns, scaled, seeds, sizes
 
 HF = "transformers 5.23 generation/logits_process.py"
 VLLM = "vLLM v1 (vllm/v1/sample)"
 
+#: vocabularies at the edges of a sampling kernel's tiles: a 1024-wide candidate list, a 4096-wide block.
+VOCAB_EDGES = (1023, 1024, 1025, 4095, 4096, 4097)
+#: real models' vocabularies (Llama 2, GPT-2, Llama 3, Qwen2): their ids pass 32767 (int16) and 65535 (uint16).
+VOCABS = (32000, 50257, 128256, 151936)
+#: a kernel-scale example has a few rows: the vocabulary is the large dimension.
+KERNEL_ROWS = 2
+#: a production-scale example: a decoding batch over a real vocabulary.
+PRODUCTION_ROWS = (8, 32)
+#: at kernel scale logits may also be near-flat (normal draws x 0.05): a nucleus, a min-p set and a top-k set then
+#: hold thousands of tokens, more than a 1024-wide candidate buffer.
+FLAT = "flat"
+
 
 @st.composite
-def logits_examples(draw, min_vocab: int = 1, max_vocab: int = 12, max_batch: int = 3) -> dict:
+def logits_examples(draw, min_vocab: int = 1, max_vocab: int = 12, max_batch: int = 3,
+                    kernel_vocabs: tuple[int, ...] = VOCAB_EDGES + VOCABS) -> dict:
+    """B rows over V tokens: small (B <= max_batch, V <= max_vocab), or at kernel scale 1-2 rows over a vocabulary
+    at a tile edge or of a real model (near-flat logits among the patterns), or at production scale a batch of them."""
+    small = st.tuples(sizes(1, max_batch), sizes(min_vocab, max_vocab), patterns())
+    kernel = st.tuples(sizes(1, KERNEL_ROWS), st.sampled_from(kernel_vocabs), st.sampled_from((FLAT,) + PATTERNS))
+    production = st.tuples(st.sampled_from(PRODUCTION_ROWS), st.sampled_from(VOCABS),
+                           st.sampled_from((FLAT,) + PATTERNS))
+    batch, vocab, pattern = draw(scaled(small, kernel, production))
     return {
-        "B": draw(sizes(1, max_batch)),
-        "V": draw(sizes(min_vocab, max_vocab)),
+        "B": batch,
+        "V": vocab,
         "seed": draw(seeds()),
-        "pattern": draw(patterns()),
+        "pattern": pattern,
         "layout": draw(layouts()),
     }
 
 
 def logits(ctx: Context, p: dict, pattern: str | None = None, salt: int = 0) -> torch.Tensor:
-    return materialize((p["B"], p["V"]), p["seed"], ctx.dtype, ctx.device, pattern or p["pattern"], salt=salt,
-                       layout=p["layout"])
+    pattern = pattern or p["pattern"]
+    flat = pattern == FLAT
+    return materialize((p["B"], p["V"]), p["seed"], ctx.dtype, ctx.device, "normal" if flat else pattern, salt=salt,
+                       layout=p["layout"], magnitude=0.05 if flat else 1.0)
 
 
 def token_ids(p: dict, length: int, vocab: int, salt: int, device) -> torch.Tensor:
@@ -107,3 +129,9 @@ def midgap(values: torch.Tensor, position: int) -> float:
         return float(distinct[0]) / 2
     j = position % (distinct.numel() - 1)
     return float(distinct[j] + distinct[j + 1]) / 2
+
+
+def listed(ids: torch.Tensor, limit: int = 16) -> str:
+    """Token ids (or a boolean mask's) for a message: all of a small set, the first `limit` of a large one."""
+    values = (ids.nonzero().flatten() if ids.dtype == torch.bool else ids.flatten()).tolist()
+    return str(values) if len(values) <= limit else f"[{', '.join(map(str, values[:limit]))}, ...] ({len(values)} ids)"

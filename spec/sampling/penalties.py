@@ -19,6 +19,7 @@ REPETITION = Component(
     signature="repetition_penalty(logits: Float[B, V], input_ids: Int[B, L], penalty: float > 0) -> Float[B, V]",
     summary="CTRL penalty on every token of input_ids (prompt included): negative logits * penalty, others / penalty.",
     reference=ref.repetition_penalty,
+    bound="elementwise",  # processed logits / probabilities: every element is a value in its own right
 )
 
 
@@ -68,6 +69,7 @@ PRESENCE_FREQUENCY = Component(
     summary="OpenAI / vLLM: logit - frequency * count - presence * [count > 0], counts over the ids given "
     "(the output).",
     reference=ref.presence_frequency_penalty,
+    bound="elementwise",  # processed logits / probabilities: every element is a value in its own right
 )
 
 
@@ -139,6 +141,5 @@ def check_ngram(ctx: Context, p: dict) -> None:
     o, x64 = to64(out), to64(x)
     for b, row in enumerate(ids.cpu().tolist()):
         banned = _banned(row, p["n"])
-        expected = torch.tensor([float("-inf") if v in banned else float(x64[b, v]) for v in range(p["V"])],
-                                dtype=torch.float64)
+        expected = x64[b].index_fill(0, torch.tensor(sorted(banned), dtype=torch.int64), float("-inf"))
         assert_equal(ctx, o[b], expected, f"row {b} (ids {row}, n = {p['n']}, banned {sorted(banned)})")

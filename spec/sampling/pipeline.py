@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ...reference import sampling as ref
 from ..checks import assert_matches, expect_tensor, reference_pair, to64
 from ..core import Component, Context, Option, invariant, row
-from .inputs import HF, VLLM, logits, logits_examples, mass_slack, midgap, ratio_slack, token_ids
+from .inputs import HF, VLLM, VOCAB_EDGES, listed, logits, logits_examples, mass_slack, midgap, ratio_slack, token_ids
 from .neutral import NEUTRAL
 
 ORDER = Option(
@@ -44,6 +44,7 @@ PIPELINE = Component(
     "(the logits sampled from; removed tokens -inf)",
     summary="One sampling step: penalties, temperature, then top-k / top-p / min-p in the library's order.",
     reference=ref.sampling_pipeline,
+    bound="elementwise",  # processed logits / probabilities: every element is a value in its own right
     dtypes=(torch.float64, torch.float32),
     options=(ORDER, PENALTY_SCOPE),
     features={"presence_frequency": "presence and frequency penalties (transformers has none)"},
@@ -88,9 +89,9 @@ def check_against_reference(ctx: Context, x, prompt, output, params: dict, what:
     kept = out.detach().cpu() != float("-inf")
     if not torch.equal(kept, settled):
         b = int((kept != settled).any(-1).nonzero()[0])
-        ctx.fail(f"{what}: row {b} keeps {kept[b].nonzero().flatten().tolist()}, the spec "
+        ctx.fail(f"{what}: row {b} keeps {listed(kept[b])}, the spec "
                  f"(order={ctx.options.get('order', 'hf')}, penalty_scope={ctx.options.get('penalty_scope', 'output')})"
-                 f" keeps {settled[b].nonzero().flatten().tolist()}; parameters {params}", row=b, params=params)
+                 f" keeps {listed(settled[b])}; parameters {params}", row=b, params=params)
     run = _reference(ctx)
     ref64, ref_lowp = reference_pair(lambda xx, pr, ou: run(xx, pr, ou, **params).softmax(-1), x, prompt, output)
     assert_matches(ctx, out.softmax(-1), ref64, ref_lowp, what=f"{what}: softmax of the processed logits")
@@ -103,7 +104,7 @@ def _inputs(ctx: Context, p: dict):
 
 @st.composite
 def _pipeline_examples(draw) -> dict:
-    p = draw(logits_examples(min_vocab=2, max_vocab=10, max_batch=2))
+    p = draw(logits_examples(min_vocab=2, max_vocab=10, max_batch=2, kernel_vocabs=VOCAB_EDGES))
     p.update(Lp=draw(st.integers(0, 5)), Lo=draw(st.integers(0, 5)),
              temperature=draw(st.sampled_from([0.5, 0.7, 1.0, 1.5])),
              top_k=draw(st.sampled_from([0, 0, 1, 2, 3, 5, 8])),
@@ -125,20 +126,28 @@ def check_reference(ctx: Context, p: dict) -> None:
 
 @st.composite
 def _temperature_order_examples(draw) -> dict:
-    p = draw(logits_examples(min_vocab=3, max_vocab=10, max_batch=2))
+    p = draw(logits_examples(min_vocab=3, max_vocab=10, max_batch=2, kernel_vocabs=VOCAB_EDGES))
     p.update(Lp=0, Lo=0, temperature=draw(st.sampled_from([0.3, 0.5, 2.0, 3.0])),
              filter=draw(st.sampled_from(["top_p", "min_p"])), gap=draw(st.integers(0, 9)))
     return p
 
 
+#: thresholds tried per filter: every gap of a small vocabulary, the gaps of the most probable tokens of a large one.
+CANDIDATES = 12
+
+
 def _thresholds(x64_row: torch.Tensor, name: str) -> list[float]:
-    """Candidate top-p (prefix masses) or min-p (ratios) thresholds in the middle of every gap of row 0."""
+    """Candidate top-p (prefix masses) or min-p (ratios) thresholds in the middle of the first CANDIDATES gaps of
+    row 0."""
+    count = min(x64_row.numel(), CANDIDATES)
     if name == "top_p":
         descending = x64_row.softmax(-1).sort(descending=True).values
         masses = torch.cat([torch.zeros(1, dtype=torch.float64), descending.cumsum(0)])
-        return [midgap(masses, j) for j in range(x64_row.numel())]
+        if x64_row.numel() > CANDIDATES:  # nuclei of the 1 to CANDIDATES most probable tokens
+            return [float(masses[j] + masses[j + 1]) / 2 for j in range(count)]
+        return [midgap(masses, j) for j in range(count)]
     logs = x64_row - x64_row.max()
-    return [float(torch.tensor(midgap(logs, j)).exp()) for j in range(x64_row.numel())]
+    return [float(torch.tensor(midgap(logs, j)).exp()) for j in range(count)]
 
 
 @invariant("sampling_pipeline.order.temperature_before_truncation", kind="property",
@@ -168,7 +177,7 @@ def check_temperature_order(ctx: Context, p: dict) -> None:
 
 @st.composite
 def _min_p_order_examples(draw) -> dict:
-    p = draw(logits_examples(min_vocab=3, max_vocab=10, max_batch=2))
+    p = draw(logits_examples(min_vocab=3, max_vocab=10, max_batch=2, kernel_vocabs=VOCAB_EDGES))
     p.update(Lp=0, Lo=0, gap=draw(st.integers(0, 9)))
     return p
 
@@ -199,7 +208,7 @@ def check_min_p_order(ctx: Context, p: dict) -> None:
 
 @st.composite
 def _penalty_examples(draw, presence: bool) -> dict:
-    p = draw(logits_examples(min_vocab=2, max_vocab=10, max_batch=2))
+    p = draw(logits_examples(min_vocab=2, max_vocab=10, max_batch=2, kernel_vocabs=VOCAB_EDGES))
     p.update(Lp=draw(st.integers(1, 5)), Lo=draw(st.integers(0 if presence else 1, 5)),
              repetition_penalty=draw(st.sampled_from([1.0, 1.5, 2.0] if presence else [1.5, 2.0, 0.7])),
              presence_penalty=draw(st.sampled_from([0.5, 1.0, -0.5])) if presence else 0.0,

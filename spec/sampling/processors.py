@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from ...reference import sampling as ref
 from ..checks import PROPERTY_ULPS, assert_within, differential, expect_tensor, show, to64
 from ..core import Component, Context, Option, invariant
-from ..strategies import layouts, relayout, seeds, sizes
-from .inputs import (HF, VLLM, eps, logits, logits_examples, mass_slack, midgap, ratio_slack, temperature_examples,
-                     threshold_examples, top_p_examples)
+from ..strategies import layouts, relayout, scaled, seeds, sizes
+from .inputs import (HF, VLLM, eps, listed, logits, logits_examples, mass_slack, midgap, ratio_slack,
+                     temperature_examples, threshold_examples, top_p_examples)
 
 FILTER_SIGNATURE = "(logits: Float[B, V], {param}) -> Float[B, V]  (removed tokens -inf, kept logits unchanged)"
 
@@ -55,7 +55,7 @@ def judge(ctx: Context, x: torch.Tensor, kept: torch.Tensor, must_keep: torch.Te
             b, i = (int(v) for v in wrong.nonzero()[0])
             probs = x64[b].softmax(-1)
             ctx.fail(f"{what}: token {i} of row {b} (logit {float(x64[b, i]):.6g}, probability "
-                     f"{float(probs[i]):.4g}) was {verb}; kept set {kept[b].nonzero().flatten().tolist()}",
+                     f"{float(probs[i]):.4g}) was {verb}; kept set {listed(kept[b])}",
                      row=b, token=i, **details)
 
 
@@ -71,14 +71,20 @@ def nucleus_bounds(q: torch.Tensor, p: float, slack: float) -> tuple[torch.Tenso
 def prefix_judgement(order_key: torch.Tensor, q: torch.Tensor, p: float, slack: float, key_slack: float = 0.0):
     """Tokens ranked by `order_key` (higher first; keys known to +-key_slack); the boundary is where the mass of
     the ranking first reaches p (masses known to +-slack). A token is surely kept when every token that may rank
-    before it carries less than p - slack; surely removed when tokens surely ranked before it carry p + slack."""
-    v = q.shape[-1]
-    eye = torch.eye(v, dtype=torch.bool)
-    may_precede = (order_key[:, None, :] >= order_key[:, :, None] - 2 * key_slack) & ~eye
-    surely_precede = order_key[:, None, :] > order_key[:, :, None] + 2 * key_slack
-    must_keep = (may_precede * q[:, None, :]).sum(-1) < p - slack
-    must_remove = (surely_precede * q[:, None, :]).sum(-1) >= p + slack
-    return must_keep, must_remove
+    before it carries less than p - slack; surely removed when tokens surely ranked before it carry p + slack.
+
+    O(V log V): the mass of the tokens whose key is above a value is read off the keys sorted once."""
+    keys, order = order_key.sort(dim=-1)
+    keys = keys.contiguous()
+    mass = torch.cat([torch.zeros_like(q[..., :1]), q.gather(-1, order).cumsum(-1)], -1)  # mass of the lowest m keys
+
+    def mass_from(bound: torch.Tensor, right: bool) -> torch.Tensor:
+        """Mass of the tokens whose key is >= bound (right=False) or > bound (right=True)."""
+        return mass[..., -1:] - mass.gather(-1, torch.searchsorted(keys, bound.contiguous(), right=right))
+
+    may_precede = mass_from(order_key - 2 * key_slack, right=False) - q  # key_j >= key_i - 2 key_slack, j != i
+    surely_precede = mass_from(order_key + 2 * key_slack, right=True)  # key_j > key_i + 2 key_slack
+    return may_precede < p - slack, surely_precede >= p + slack
 
 
 # --- temperature ---------------------------------------------------------------------------------------------
@@ -88,6 +94,7 @@ TEMPERATURE = Component(
     signature="temperature(logits: Float[B, V], t: float > 0) -> Float[B, V]  (logits / t)",
     summary="logits / t: t < 1 sharpens, t > 1 flattens, t -> 0 is greedy.",
     reference=ref.temperature,
+    bound="elementwise",  # processed logits / probabilities: every element is a value in its own right
 )
 
 
@@ -130,10 +137,15 @@ TOP_K = Component(
 )
 
 
+#: k at kernel scale: small, around a 1024-wide candidate buffer, and thousands (clipped to V).
+KERNEL_KS = (1, 50, 1023, 1024, 1025, 2048, 4096)
+
+
 @st.composite
 def _top_k_examples(draw) -> dict:
     p = draw(logits_examples())
-    p["k"] = draw(st.integers(1, p["V"]))
+    large = [k for k in KERNEL_KS if k < p["V"]] + [p["V"] // 2, p["V"]]
+    p["k"] = draw(st.integers(1, p["V"]) if p["V"] <= 12 else st.sampled_from(large))
     return p
 
 
@@ -145,8 +157,8 @@ def _judge_top_k(ctx: Context, x: torch.Tensor, k: int) -> None:
     if not torch.equal(kept, expected):
         b = int((kept != expected).any(-1).nonzero()[0])
         dropped_ties = bool((expected[b] & ~kept[b]).any())
-        ctx.fail(f"row {b}: kept {kept[b].nonzero().flatten().tolist()}, expected every token >= the {k}-th largest "
-                 f"value {float(kth[b]):.6g}: {expected[b].nonzero().flatten().tolist()}"
+        ctx.fail(f"row {b}: kept {listed(kept[b])}, expected every token >= the {k}-th largest "
+                 f"value {float(kth[b]):.6g}: {listed(expected[b])}"
                  + (" (tokens tied with the k-th value were dropped)" if dropped_ties else ""), row=b, k=k)
 
 
@@ -239,7 +251,7 @@ def check_top_p_tiny(ctx: Context, p: dict) -> None:
     wrong = (kept.sum(-1) != 1) | (kept & ~is_max).any(-1)
     if wrong.any():
         b = int(wrong.nonzero()[0])
-        ctx.fail(f"p = 1e-9: row {b} keeps {kept[b].nonzero().flatten().tolist()}; exactly one most probable token "
+        ctx.fail(f"p = 1e-9: row {b} keeps {listed(kept[b])}; exactly one most probable token "
                  "must remain", row=b)
 
 
@@ -265,14 +277,16 @@ def check_top_p_monotone(ctx: Context, p: dict) -> None:
     extra = k1 & ~k2 & (x64 != floor2)  # kept at the smaller p, not at the larger, and not a tie of the boundary
     if (k1.sum(-1) > k2.sum(-1)).any() or extra.any():
         b = int(((k1.sum(-1) > k2.sum(-1)) | extra.any(-1)).nonzero()[0])
-        ctx.fail(f"row {b}: p = {s1} keeps {k1[b].nonzero().flatten().tolist()}, the larger p = {s2} keeps "
-                 f"{k2[b].nonzero().flatten().tolist()} (the kept set must grow with p)", row=b, p1=p1, p2=p2)
+        ctx.fail(f"row {b}: p = {s1} keeps {listed(k1[b])}, the larger p = {s2} keeps "
+                 f"{listed(k2[b])} (the kept set must grow with p)", row=b, p1=p1, p2=p2)
 
 
 @st.composite
 def _top_p_tie_examples(draw) -> dict:
-    tied = draw(st.integers(2, 5))
-    return {"B": draw(sizes(1, 2)), "above": draw(st.integers(0, 2)), "tied": tied, "below": draw(st.integers(0, 3)),
+    # at kernel scale the tied block spans a 1024-wide candidate buffer, and a long tail follows it
+    tied, below = draw(scaled(st.tuples(st.integers(2, 5), st.integers(0, 3)),
+                              st.tuples(st.sampled_from((1023, 1025, 4097)), st.sampled_from((0, 3, 30000)))))
+    return {"B": draw(sizes(1, 2)), "above": draw(st.integers(0, 2)), "tied": tied, "below": below,
             "keep": draw(st.integers(1, tied - 1)), "seed": draw(seeds()), "layout": draw(layouts())}
 
 
@@ -300,8 +314,8 @@ def check_top_p_ties(ctx: Context, p: dict) -> None:
         chosen = tied[: p["keep"]] if rule == "lowest_index" else tied[len(tied) - p["keep"] :]
         got = tied[kept[b, tied]]
         if not torch.equal(got, chosen):
-            ctx.fail(f"row {b}: of the tied tokens {tied.tolist()} the target kept {got.tolist()}; top_p_ties={rule} "
-                     f"keeps {chosen.tolist()}", row=b)
+            ctx.fail(f"row {b}: of the tied tokens {listed(tied)} the target kept {listed(got)}; top_p_ties={rule} "
+                     f"keeps {listed(chosen)}", row=b)
 
 
 # --- min-p and epsilon ---------------------------------------------------------------------------------------
@@ -389,8 +403,8 @@ def check_epsilon_argmax(ctx: Context, p: dict) -> None:
     expected = is_max | (q >= 0.999 * (1 + ratio_slack(ctx)))
     if not torch.equal(kept, expected):
         b = int((kept != expected).any(-1).nonzero()[0])
-        ctx.fail(f"epsilon = 0.999: row {b} keeps {kept[b].nonzero().flatten().tolist()}, expected the argmax (and "
-                 f"its ties) {expected[b].nonzero().flatten().tolist()}: epsilon never removes the most probable token",
+        ctx.fail(f"epsilon = 0.999: row {b} keeps {listed(kept[b])}, expected the argmax (and "
+                 f"its ties) {listed(expected[b])}: epsilon never removes the most probable token",
                  row=b)
 
 
@@ -444,10 +458,14 @@ def _check_typical_on(ctx: Context, p: dict, x: torch.Tensor) -> None:
     key_slack = 8 * eps(ctx) * (1 + float(finite_logq.max())) + x.shape[-1] * eps(ctx) * (1 + float(score.max()))
     must_keep, must_remove = prefix_judgement(-score, x64.softmax(-1), mass, mass_slack(ctx, x.shape[-1]), key_slack)
     judge(ctx, x, kept, must_keep, must_remove, f"typical (mass {mass:.6g}, ranking |-log p - H|)", mass=mass)
-    # the kept set is a prefix of the ranking: nothing removed ranks clearly before something kept
-    inverted = kept[:, :, None] & ~kept[:, None, :] & (score[:, None, :] < score[:, :, None] - 2 * key_slack)
+    # the kept set is a prefix of the ranking: nothing removed ranks clearly before something kept (compared at
+    # the least typical kept token and the most typical removed one of each row)
+    least_typical_kept = torch.where(kept, score, torch.full_like(score, -math.inf)).max(-1)
+    most_typical_removed = torch.where(kept, torch.full_like(score, math.inf), score).min(-1)
+    inverted = most_typical_removed.values < least_typical_kept.values - 2 * key_slack
     if inverted.any():
-        b, i, j = (int(v) for v in inverted.nonzero()[0])
+        b = int(inverted.nonzero()[0])
+        i, j = int(least_typical_kept.indices[b]), int(most_typical_removed.indices[b])
         kept_score, removed_score = show(float(score[b, i]), float(score[b, j]))
         ctx.fail(f"typical: row {b} kept token {i} (|-log p - H| = {kept_score}) but removed the more typical "
                  f"token {j} ({removed_score})", row=b)
@@ -464,5 +482,5 @@ def check_typical_ties(ctx: Context, p: dict) -> None:
         kept = kept_set(ctx, x, ctx.target(x, mass))
         if not kept.all():
             ctx.fail(f"typical (mass {mass}) on a uniform distribution kept only "
-                     f"{kept[0].nonzero().flatten().tolist()}; tokens tied in typicality with the boundary token are "
+                     f"{listed(kept[0])}; tokens tied in typicality with the boundary token are "
                      "kept", mass=mass)

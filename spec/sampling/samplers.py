@@ -23,8 +23,9 @@ from ...reference import sampling as ref
 from ..checks import to64
 from ..core import Component, Context, invariant, row
 from ..statistics import chi_square_test
-from ..strategies import layouts, relayout, seeds, sizes
-from .inputs import HF, VLLM, mass_slack, ratio_slack
+from ..strategies import layouts, relayout, scaled, seeds, sizes
+from .inputs import HF, VLLM, VOCABS, listed, mass_slack, ratio_slack
+from .processors import prefix_judgement
 
 DRAWS = 3000  # per distinct row; two distinct rows per call
 ALPHA = 1e-6
@@ -142,7 +143,7 @@ def _validate(ctx: Context, out, n: int, vocab: int) -> torch.Tensor:
     ids = out.detach().cpu().to(torch.int64)
     if ((ids < 0) | (ids >= vocab)).any():
         ctx.fail(f"sampler returned an id outside [0, {vocab}): {int(ids[(ids < 0) | (ids >= vocab)][0])}")
-    return ids.view(ROWS, DRAWS)
+    return ids.view(ROWS, -1)
 
 
 def _describe(name, value) -> str:
@@ -180,7 +181,7 @@ def check_support(ctx: Context, p: dict, param: str | None) -> None:
     if bad.any():
         b, i = (int(v) for v in bad.nonzero()[0])
         ctx.fail(f"row {b}: drew token {i}, which the filter removes{_describe(param, value)}; kept set "
-                 f"{(q[b] > 0).nonzero().flatten().tolist()}", row=b, token=i)
+                 f"{listed(q[b] > 0)}", row=b, token=i)
 
 
 @invariant(
@@ -218,13 +219,161 @@ def check_frequencies(ctx: Context, p: dict, param: str | None) -> None:
         support = q[b] > 0
         counts = torch.bincount(ids[b], minlength=p["V"])
         if (counts[~support] > 0).any():
-            ctx.fail(f"row {b}: drew removed tokens {(~support & (counts > 0)).nonzero().flatten().tolist()}", row=b)
+            ctx.fail(f"row {b}: drew removed tokens {listed(~support & (counts > 0))}", row=b)
         statistic, df, pvalue = chi_square_test(counts[support], q[b][support])
         if pvalue < ALPHA / ROWS:
             ctx.fail(f"row {b}: frequencies {counts[support].tolist()} in {DRAWS} draws differ from the renormalized "
                      f"distribution {[round(float(v), 4) for v in q[b][support]]}{_describe(param, value)}: "
                      f"chi-square {statistic:.1f} with {df} df, p-value {pvalue:.2g} < {ALPHA / ROWS:g}",
                      row=b, statistic=statistic, pvalue=pvalue)
+
+
+# --- kernel scale: vocabularies past a kernel's tile, sizes of the filtered set in the thousands -----------------
+#
+# DRAWS draws of a row of 151936 tokens would be a target input of gigabytes, and no per-token frequency can be
+# checked with a few thousand draws over thousands of kept tokens. At kernel scale the rows are near-flat (weights
+# in [1, 1.5]) with up to three heavy tokens (each ~ 0.05 V, at ids past 32767 and 65535 in real vocabularies);
+# each row is drawn a number of times that keeps the input under LARGE_ELEMENTS elements, and the draws are judged
+# in BINS bins of tokens: bins of equal mass by rank (a sampler drawing from a 1024-wide candidate buffer never
+# reaches the last ones) and bins of equal mass by id (a sampler whose ids wrap past 32767 draws the wrong ones).
+# A token whose fate is within the dtype's rounding (top-p, min-p) is neither surely kept nor surely removed: draws
+# landing there are not counted, and the others are compared with the distribution conditioned on the surely kept
+# tokens, which does not depend on that choice.
+
+#: vocabularies past a 1024-wide candidate list and a 4096-wide block, and GPT-2's (ids past 32767); the other real
+#: vocabularies at scale "production" (drawing a row of 151936 tokens 48 times costs seconds on a CPU).
+LARGE_VOCABS = (1025, 4097, 50257)
+PRODUCTION_VOCABS = VOCABS
+LARGE_ELEMENTS = 2**19
+MIN_LARGE_DRAWS = 24
+BINS = 4
+MIN_EXPECTED = 5.0  # bins are merged until each expects this many draws (the chi-square approximation's rule)
+#: the filter parameter as a fraction f of the vocabulary: k = ceil(f V), top-p p = f, min-p the ratio of the
+#: token at rank ceil(f V) (with f >= 0.25 the filtered set of a near-flat row holds thousands of tokens).
+FRACTIONS = (0.25, 0.5, 0.75, 0.9)
+
+
+@st.composite
+def _large_examples(draw, param: str | None) -> dict:
+    vocab = scaled(sizes(2, 12), st.sampled_from(LARGE_VOCABS), st.sampled_from(PRODUCTION_VOCABS))
+    return {"V": draw(vocab), "heavy": draw(st.integers(0, 3)),
+            "fraction": draw(st.sampled_from(FRACTIONS)), "seed": draw(seeds()), "layout": draw(layouts())}
+
+
+def _large_rows64(p: dict) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(p["seed"])
+    vocab = p["V"]
+    w = 1 + 0.5 * torch.rand(ROWS, vocab, generator=gen, dtype=torch.float64)
+    heavy = sorted({vocab - 1, (vocab - 1) * 3 // 4, vocab // 3})[::-1][: p["heavy"]]
+    w[:, heavy] = max(0.05 * vocab, 2.0)
+    return w.log()
+
+
+def large_draw_count(vocab: int) -> int:
+    return max(MIN_LARGE_DRAWS, min(DRAWS, LARGE_ELEMENTS // (ROWS * vocab)))
+
+
+def _large_parameter(name: str, x64: torch.Tensor, fraction: float):
+    rank = max(1, math.ceil(fraction * x64.shape[-1]))
+    if name == "k":
+        return rank
+    if name == "p_top":
+        return fraction
+    ratios = (x64[0] - x64[0].max()).exp().sort(descending=True).values
+    below = float(ratios[rank]) if rank < ratios.numel() else 0.0
+    return math.sqrt(float(ratios[rank - 1]) * below) if below > 0 else float(ratios[-1]) / 2
+
+
+def _surely(ctx: Context, name: str | None, x64: torch.Tensor, value) -> tuple[torch.Tensor, torch.Tensor]:
+    """(surely kept, surely removed) tokens of each row, from the float64 logits the target saw."""
+    if name in (None, "k"):
+        kept = _kept_distribution(name, x64, value) > 0
+        return kept, ~kept
+    if name == "p_top":
+        return prefix_judgement(x64, x64.softmax(-1), value, mass_slack(ctx, x64.shape[-1]))
+    ratio = (x64 - x64.amax(-1, keepdim=True)).exp()
+    slack = ratio_slack(ctx)
+    p_max = x64.softmax(-1).amax(-1, keepdim=True)
+    underflow = (ratio * p_max < torch.finfo(ctx.dtype).tiny) & (value * p_max < torch.finfo(ctx.dtype).tiny)
+    return ratio >= value * (1 + slack), (ratio < value * (1 - slack)) & ~underflow
+
+
+def _binned_test(ids: torch.Tensor, weights: torch.Tensor, order: torch.Tensor) -> tuple[list, list, float, int, float]:
+    """Pearson chi-square of the draws `ids` (all in the support of `weights`) over bins of consecutive tokens of
+    `order` carrying equal mass, merged until each expects MIN_EXPECTED draws: (counts, expected, statistic, df,
+    p-value)."""
+    w = weights[order] / weights.sum()
+    bin_of = torch.empty_like(order)
+    bin_of[order] = ((w.cumsum(0) - w) * BINS).floor().clamp(max=BINS - 1).to(order.dtype)
+    mass = torch.zeros(BINS, dtype=torch.float64).index_add_(0, bin_of, weights / weights.sum())
+    counts = torch.bincount(bin_of[ids], minlength=BINS).to(torch.float64)
+    n = float(ids.numel())
+    groups, current = [], []
+    for b in range(BINS):  # merge consecutive bins until each expects MIN_EXPECTED draws
+        current.append(b)
+        if float(mass[current].sum()) * n >= MIN_EXPECTED:
+            groups.append(current)
+            current = []
+    if current and groups:
+        groups[-1] += current
+    merged_counts = torch.stack([counts[g].sum() for g in groups]) if groups else counts[:0]
+    merged_mass = torch.stack([mass[g].sum() for g in groups]) if groups else mass[:0]
+    if len(groups) < 2:
+        return merged_counts.tolist(), (merged_mass * n).tolist(), 0.0, 0, 1.0
+    statistic, df, pvalue = chi_square_test(merged_counts, merged_mass)
+    return merged_counts.tolist(), (merged_mass * n).tolist(), statistic, df, pvalue
+
+
+_LARGE = dict(kind="statistical", budget=0.5,
+              statement=f"Over vocabularies past a kernel's tile (kernel scale: {', '.join(map(str, LARGE_VOCABS))} "
+              f"tokens; production: {', '.join(map(str, PRODUCTION_VOCABS))}), near-flat rows with heavy tokens at "
+              "ids past 32767 and 65535, filtered sets of thousands of tokens, each row drawn max(24, min(3000, "
+              "2^19 / (2 V))) times, the sampler never draws a token its filter surely removes, and its draws among "
+              f"the surely kept tokens fall in {BINS} bins of equal mass by rank and {BINS} by token id with the "
+              f"frequencies of the renormalized distribution (Pearson chi-square, false-alarm rate {ALPHA:g} per "
+              "example).")
+
+
+@invariant(
+    row("sample.large_vocab.binned_frequency", param=None, examples=_large_examples(None), source=_SAMPLE["source"],
+        **_LARGE),
+    row("top_k_sample.large_vocab.binned_frequency", param="k", examples=_large_examples("k"),
+        source=f"{_TOP_K['source']}; vLLM PR 1416 (a top-k kernel limited to k <= 1024)", **_LARGE),
+    row("top_p_sample.large_vocab.binned_frequency", param="p_top", examples=_large_examples("p_top"),
+        source=f"{_TOP_P['source']}; FlashInfer's rejection sampling over the whole vocabulary", **_LARGE),
+    row("min_p_sample.large_vocab.binned_frequency", param="p_min", examples=_large_examples("p_min"),
+        source=_MIN_P["source"], **_LARGE),
+)
+def check_large_vocab(ctx: Context, p: dict, param: str | None) -> None:
+    draws = large_draw_count(p["V"])
+    x = relayout(_large_rows64(p).to(ctx.dtype).repeat_interleave(draws, dim=0).to(ctx.device), p["layout"])
+    x64 = to64(x[::draws])
+    value = _large_parameter(param, x64, p["fraction"]) if param else None
+    gen = torch.Generator(device=ctx.device).manual_seed(p["seed"])
+    out = ctx.target(x, generator=gen) if param is None else ctx.target(x, value, generator=gen)
+    ids = _validate(ctx, out, x.shape[0], p["V"]).view(ROWS, draws)
+    keep, remove = _surely(ctx, param, x64, value)
+    probs = x64.softmax(-1)
+    for b in range(ROWS):
+        bad = remove[b, ids[b]]
+        if bad.any():
+            token = int(ids[b][bad][0])
+            ctx.fail(f"row {b} of {p['V']} tokens: drew token {token} (probability {float(probs[b, token]):.3g}), "
+                     f"which the filter removes{_describe(param, value)}; {int(keep[b].sum())} tokens are surely kept",
+                     row=b, token=token)
+        counted = ids[b][keep[b, ids[b]]]
+        if counted.numel() == 0:  # nothing surely kept (every token within rounding of the threshold)
+            continue
+        weights = torch.where(keep[b], probs[b], torch.zeros_like(probs[b]))
+        by_rank = torch.sort(-weights, stable=True).indices
+        for what, order in (("rank", by_rank), ("token id", torch.arange(p["V"]))):
+            counts, expected, statistic, df, pvalue = _binned_test(counted, weights, order)
+            if pvalue < ALPHA / (2 * ROWS):
+                ctx.fail(f"row {b} of {p['V']} tokens: {len(counted)} draws among the {int(keep[b].sum())} surely kept "
+                         f"tokens fall in bins of equal mass by {what} as {[int(c) for c in counts]}, expected "
+                         f"{[round(e, 1) for e in expected]}{_describe(param, value)}: chi-square {statistic:.1f} with "
+                         f"{df} df, p-value {pvalue:.2g} < {ALPHA / (2 * ROWS):g}", row=b, statistic=statistic,
+                         pvalue=pvalue)
 
 
 @invariant(

@@ -20,9 +20,10 @@ from ...reference.tokenizers import bpe as ref_bpe
 from ...reference.tokenizers import gpt2 as ref_gpt2
 from ...reference.tokenizers.pretokenize import Splitter, valid_unicode
 from .inputs import (ENDOFTEXT, TOKENIZER_PROTOCOL, build, call_method, clip, corpus, corpus_choices, corpus_text,
-                     decode, encode, fail_sequences, gpt2_file_choices, gpt2_files, ids_of, multibyte_text, record,
-                     seeds, surrogate_text, syllable_words, trained_bpe, unicode_text)
+                     decode, encode, fail_sequences, gpt2_file_choices, gpt2_files, ids_of, long_word, long_words,
+                     multibyte_text, record, seeds, surrogate_text, syllable_words, trained_bpe, unicode_text)
 from ..core import Component, Context, invariant, row
+from ..strategies import scaled
 
 BYTE_LEVEL_FEATURES = {
     "lone_surrogates": "encode accepts a str holding surrogates and makes it valid as tiktoken does",
@@ -87,10 +88,11 @@ class ByteLevel:
         return record(**self.fields(special_sets), **fields)
 
     def text(self, p: dict) -> str:
-        """The drawn Unicode text, then `syllable_words(seed, count)` when the example has "words" [seed, count],
-        then the sample when it has one."""
+        """The drawn Unicode text, then " " and a `long_word(seed, bytes)` when the example has "long", then
+        `syllable_words(seed, count)` when it has "words" [seed, count], then the sample when it has one."""
+        long = " " + long_word(*p["long"]) + " " if p.get("long") else ""
         words = syllable_words(*p["words"]) if p.get("words") else ""
-        return p["text"] + words + (self.sample(p, p["sample"]) if p.get("sample") else "")
+        return p["text"] + long + words + (self.sample(p, p["sample"]) if p.get("sample") else "")
 
 
 def _slice(text: str, start: int, length: int) -> str:
@@ -108,9 +110,21 @@ OVERLAPPING_SETS = ([ENDOFTEXT, ENDOFTEXT + ENDOFTEXT], ["<s>", "<s><s>", "</s>"
 BPE_VOCABS = tuple((k, (40, 120, 200, 300)[k % 4], k % 3 != 0, (5, 30, 80, 150)[k // 4]) for k in range(16))
 
 
+#: where the first id after the 256 bytes goes (special tokens, then merges, keep their order): 256 is the
+#: trained layout; from scale "kernel" up the same vocabulary is also laid out across 32767 / 65535 (int16 and
+#: uint16 id buffers wrap there) or at the top of Qwen2's 151936 ids, as real vocabularies' ids are.
+ID_BASES = (32766, 65534, 151936 - 400)
+
+
 def bpe_fields(special_sets=None) -> dict[str, st.SearchStrategy]:
     return dict(vocab=st.integers(0, len(BPE_VOCABS) - 1),
-                special_tokens=st.sampled_from(special_sets or ([],) + BPE_SPECIAL_SETS))
+                special_tokens=st.sampled_from(special_sets or ([],) + BPE_SPECIAL_SETS),
+                id_base=scaled(st.just(256), st.sampled_from(ID_BASES)))
+
+
+def high_ids(vocab: dict[int, bytes], base: int) -> dict[int, bytes]:
+    """The vocabulary with every id from 256 on moved to start at `base` (order kept: merges rank as before)."""
+    return {(i if i < 256 else i - 256 + base): token for i, token in vocab.items()}
 
 
 def bpe_sample(p: dict, sample: list) -> str:
@@ -122,6 +136,7 @@ def bpe_sample(p: dict, sample: list) -> str:
 def bpe_setup(ctx: Context, p: dict) -> Case:
     specials = tuple(p["special_tokens"])
     vocab, merges = trained_bpe(*BPE_VOCABS[p["vocab"]], specials)
+    vocab = high_ids(vocab, p.get("id_base", 256))
     ids = {token: i for i, token in vocab.items()}
 
     def rebuild():
@@ -169,6 +184,10 @@ GPT2 = ByteLevel("GPT2", gpt2_setup, gpt2_fields, gpt2_sample)
 #: [seed, count] of `syllable_words`: merge order shows where pairs that share a byte occur in other proportions
 #: than in the text the merges were learned from
 WORDS = st.tuples(seeds(), st.integers(80, 160)).map(list)
+#: WORDS, and from scale "kernel" up texts of thousands of words (tens of thousands of characters)
+LONG_WORDS_TEXT = scaled(WORDS, st.tuples(seeds(), st.sampled_from([1000, 3000])).map(list))
+#: one word past 1024 bytes, from scale "kernel" up
+LONG = long_words()
 #: where to insert special tokens into a text: [position (modulo len + 1), which special token (modulo their number)]
 SPECIAL_INSERTS = st.lists(st.lists(st.integers(0, 10**6), min_size=2, max_size=2), min_size=1, max_size=3)
 TEXT = unicode_text()
@@ -257,9 +276,9 @@ def _expected_with_specials(ctx: Context, case: Case, segments) -> list[int]:
 
 
 @invariant(row("bpe_tokenizer.roundtrip.unicode", tk=BPE,
-               examples=BPE.examples(text=st.one_of(TEXT, multibyte_text()))),
+               examples=BPE.examples(text=st.one_of(TEXT, multibyte_text()), long=LONG)),
            row("gpt2_tokenizer.roundtrip.unicode", tk=GPT2, source=GPT2_SOURCE,
-               examples=GPT2.examples(text=st.one_of(TEXT, multibyte_text()))),
+               examples=GPT2.examples(text=st.one_of(TEXT, multibyte_text()), long=LONG)),
            source=BPE_SOURCE,
            statement="decode(encode(s)) == s for every valid Unicode string: emoji, combining marks, NUL, CJK, "
                      "right-to-left scripts, unusual white space.")
@@ -337,9 +356,10 @@ def check_deterministic(ctx: Context, p: dict, tk: ByteLevel) -> None:
                  f"{clip(second)}, {clip(fresh)}")
 
 
-@invariant(row("bpe_tokenizer.encode.ids_in_vocab", tk=BPE, examples=BPE.examples(text=TEXT, specials=SPECIAL_INSERTS)),
+@invariant(row("bpe_tokenizer.encode.ids_in_vocab", tk=BPE,
+               examples=BPE.examples(text=TEXT, specials=SPECIAL_INSERTS, long=LONG)),
            row("gpt2_tokenizer.encode.ids_in_vocab", tk=GPT2, source=GPT2_SOURCE,
-               examples=GPT2.examples(text=TEXT, specials=SPECIAL_INSERTS)),
+               examples=GPT2.examples(text=TEXT, specials=SPECIAL_INSERTS, long=LONG)),
            source=BPE_SOURCE,
            statement="Every id encode emits is in the vocabulary, special tokens' ids included (the text holds the "
                      "tokenizer's special tokens at drawn places).")
@@ -369,9 +389,9 @@ def check_concatenation(ctx: Context, p: dict, tk: ByteLevel) -> None:
 
 
 @invariant(row("bpe_tokenizer.encode.matches_reference", tk=BPE,
-               examples=BPE.examples(text=unicode_text(3), words=WORDS, sample=SAMPLE)),
+               examples=BPE.examples(text=unicode_text(3), long=LONG, words=LONG_WORDS_TEXT, sample=SAMPLE)),
            row("gpt2_tokenizer.encode.matches_reference", tk=GPT2, source=GPT2_SOURCE,
-               examples=GPT2.examples(text=unicode_text(3), words=WORDS, sample=SAMPLE)),
+               examples=GPT2.examples(text=unicode_text(3), long=LONG, words=LONG_WORDS_TEXT, sample=SAMPLE)),
            source=BPE_SOURCE, kind="differential",
            statement="The ids equal the reference's: merges applied in rank order inside each pre-token.")
 def check_reference(ctx: Context, p: dict, tk: ByteLevel) -> None:

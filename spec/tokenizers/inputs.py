@@ -22,6 +22,7 @@ from ...reference.tokenizers.pretokenize import valid_unicode
 from ..checks import show
 from ..core import Context
 from ..guard import DEFAULT_TIMEOUT_S, GuardedTarget
+from ..strategies import scaled
 
 ENDOFTEXT = "<|endoftext|>"
 #: what every tokenizer builder returns (the components' signatures say it)
@@ -91,6 +92,27 @@ def corpus(seed: int, n_words: int, special_tokens: Sequence[str] = (), zipf: bo
         else:
             out.append(rng.choice(SEPARATORS))
     return "".join(out)
+
+
+#: lengths in bytes of one long word, at and around the 1024-byte buffers tokenizers keep per word (and beyond)
+LONG_WORD_BYTES = (1023, 1024, 1025, 2049, 4097)
+#: syllables made of letters only (`\p{L}`), so a word of them is one GPT-2 pre-token however long
+LETTER_SYLLABLES = tuple(s for s in SYLLABLES if s.isalpha())
+
+
+def long_word(seed: int, n_bytes: int) -> str:
+    """A word of letter syllables exactly `n_bytes` UTF-8 bytes long (one pre-token; merges apply inside it)."""
+    rng = random.Random(seed)
+    parts, size = [], 0
+    while size < n_bytes - 4:
+        parts.append(rng.choice(LETTER_SYLLABLES))
+        size += len(parts[-1].encode())
+    return "".join(parts) + "a" * (n_bytes - size)
+
+
+def long_words() -> st.SearchStrategy[list | None]:
+    """None at scale "small"; from scale "kernel" up also [seed, bytes] of a `long_word` past 1024 bytes."""
+    return scaled(st.none(), st.tuples(seeds(), st.sampled_from(LONG_WORD_BYTES)).map(list))
 
 
 def record(**fields: st.SearchStrategy) -> st.SearchStrategy[dict]:

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import torch
 
 from lmspec.reference.accounting import flops as F
@@ -292,6 +293,46 @@ def contiguous_returns_input(x):
     return x
 
 
+# --- narrow arithmetic: exact for small models, wrong at production sizes -----------------------------------
+
+
+def _int32(value: int) -> int:
+    """What an int32 array holds after `value` is stored in it: numpy's int64 -> int32 cast wraps silently."""
+    return int(np.array(value, dtype=np.int64).astype(np.int32))
+
+
+def _float32(value: int) -> int:
+    """`value` after a round trip through float32: exact below 2^24, rounded to 24 significant bits above."""
+    return int(np.float32(value))
+
+
+def param_count_int32(config, embedding="input_and_output"):
+    """Counts kept in an int32 tensor (torch.zeros(..., dtype=torch.int32) accumulators): exact for small models,
+    wrapped past 2^31 (one Llama-3.1-405B layer alone holds 3.2e9 weights)."""
+    return {k: _int32(v) for k, v in P.param_count(config, embedding).items()}
+
+
+def training_flops_float32(config, seq_len, batch=1, recompute="none", attention="dense"):
+    """FLOPs accumulated in a float32 tensor: exact below 2^24, rounded at production sizes (7.5e15 for one
+    405B layer at 128k)."""
+    return _float32(F.training_flops(config, seq_len, batch, recompute, attention))
+
+
+def forward_flops_int32(config, seq_len, batch=1, attention="dense"):
+    """Forward FLOPs in int32 (numpy / torch int32 sizes multiplied together): wraps past 2^31."""
+    return _int32(F.forward_flops(config, seq_len, batch, attention))
+
+
+def attention_flops_int32(batch, heads, q_len, kv_len, head_dim, value_dim=None, attention="dense"):
+    """The attention count in int32: exact for small shapes, wrapped past 2^31 (B 64, H 64, E 128 at 1024 tokens)."""
+    return _int32(F.attention_flops(batch, heads, q_len, kv_len, head_dim, value_dim, attention))
+
+
+def activations_int32(seq_len, batch, hidden, heads, recompute="none", tensor_parallel=1, sequence_parallel=False):
+    """Activation bytes in int32: s b h (34 + 5 a s / h) passes 2^31 for a 16384-wide layer at s = 4096."""
+    return _int32(M.activation_memory(seq_len, batch, hidden, heads, recompute, tensor_parallel, sequence_parallel))
+
+
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
 # collected by tests/test_mutants.py.
 CAUGHT = [
@@ -347,4 +388,12 @@ CAUGHT = [
      {"tensor_transpose.breaks_contiguity", "tensor_transpose.swaps_strides"}),
     ("tensor_contiguous", "contiguous_always_copies", {"tensor_contiguous.no_copy_when_contiguous"}),
     ("tensor_contiguous", "contiguous_returns_input", {"tensor_contiguous.copies_when_needed"}),
+    # exact at scale "small", wrong at production sizes (drawn from scale "kernel" up)
+    ("param_count", "param_count_int32", {"param_count.total.matches_module"}),
+    ("training_flops", "training_flops_float32",
+     {"training_flops.counter_model", "training_flops.recompute_full", "training_flops.six_nd_plus_attention"}),
+    ("forward_flops", "forward_flops_int32",
+     {"forward_flops.counter_model", "forward_flops.two_n_plus_attention"}),
+    ("attention_flops", "attention_flops_int32", {"attention_flops.causal_conventions"}),
+    ("activation_memory", "activations_int32", {"activation_memory.korthikanti_table2"}),
 ]

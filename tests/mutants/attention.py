@@ -86,6 +86,78 @@ def causal_top_left(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
     return sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
 
 
+# --- tiled (FlashAttention-style) kernels: exact within one tile, wrong past it ------------------------------
+
+BLOCK = 64  # query rows and keys per tile (FlashAttention 2's BLOCK_M / BLOCK_N for head dims <= 128)
+
+
+def _cdiv(n: int, block: int) -> int:
+    return -(-n // block)
+
+
+def flash(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False, *,
+          rescale=True, tiles=_cdiv, query_tiles=_cdiv, local_rows=False):
+    """Online softmax over key tiles (Dao et al. 2022, FlashAttention 2 alg. 1), one query tile at a time: a
+    running row max m, sum l and output acc, rescaled by exp(m_old - m_new) when a later tile raises the max.
+    Correct with the default knobs; each knob is one tiling bug. (Dropout is not tiled: it is `sdpa`'s.)"""
+    if dropout_p > 0.0:
+        return sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    hq, hkv = query.shape[-3], key.shape[-3]
+    key, value = key.repeat_interleave(hq // hkv, dim=-3), value.repeat_interleave(hq // hkv, dim=-3)
+    s = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+    lq, lk = query.shape[-2], key.shape[-2]
+    shape = (*query.shape[:-2], lq, lk)
+    bias = torch.zeros(shape, dtype=torch.float32, device=query.device)
+    if attn_mask is not None:
+        bias = bias.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else bias + attn_mask
+    out = torch.zeros(*query.shape[:-1], value.shape[-1], dtype=torch.float32, device=query.device)
+    for qs in range(0, query_tiles(lq, BLOCK) * BLOCK, BLOCK):
+        q = query[..., qs : qs + BLOCK, :].float()
+        rows = q.shape[-2]
+        m = torch.full((*q.shape[:-1], 1), float("-inf"), device=q.device)
+        l = torch.zeros_like(m)
+        acc = torch.zeros(*q.shape[:-1], value.shape[-1], device=q.device)
+        for ks in range(0, tiles(lk, BLOCK) * BLOCK, BLOCK):
+            k, v = key[..., ks : ks + BLOCK, :].float(), value[..., ks : ks + BLOCK, :].float()
+            scores = (q @ k.transpose(-2, -1)) * s + bias[..., qs : qs + rows, ks : ks + k.shape[-2]]
+            if is_causal:
+                i = torch.arange(rows, device=q.device)[:, None] + (0 if local_rows else qs)  # query positions
+                j = torch.arange(ks, ks + k.shape[-2], device=q.device)[None, :]
+                scores = scores.masked_fill(j > i, float("-inf"))
+            m_new = torch.maximum(m, scores.amax(-1, keepdim=True))
+            m_safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))  # a row that saw no key yet
+            p = (scores - m_safe).exp()
+            alpha = (m - m_safe).exp() if rescale else torch.ones_like(m)
+            l, acc, m = l * alpha + p.sum(-1, keepdim=True), acc * alpha + p @ v, m_new
+        out[..., qs : qs + rows, :] = torch.where(l > 0, acc / l.clamp_min(1e-30), torch.zeros_like(acc))
+    return out.to(query.dtype)
+
+
+def _flash(**knobs):
+    def fn(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        return flash(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, **knobs)
+
+    return fn
+
+
+flash_correct = _flash()
+# The running max and sum are not rescaled when a later key tile raises the row max: each tile's exp() is taken
+# against a different max, so tiles are mixed with the wrong weights (exact for Lk <= 64, one tile).
+flash_no_rescale = _flash(rescale=False)
+# floor(Lk / BLOCK) key tiles instead of cdiv (at least one): the last partial key tile is never loaded, as in
+# kernels that were only ever run at multiples of the block (jax-ml/jax#27224, Pallas FlashAttention forward correct
+# only for sequence lengths that are multiples of the block size; lucidrains/flash-attention-jax#14, 1025 fails).
+flash_drops_partial_key_tile = _flash(tiles=lambda n, b: max(1, n // b))
+# floor(Lq / BLOCK) query tiles: the rows of the last partial query tile are never computed and stay zero (a grid
+# of seqlen // BLOCK_M programs; 66RING/tiny-flash-attention#12, wrong results for sequence lengths that are not
+# powers of two).
+flash_assumes_lq_multiple_of_block = _flash(query_tiles=lambda n, b: max(1, n // b))
+# The causal mask compares key positions with the query's row index inside its tile, not its position in the
+# sequence: a per-tile offset left out (exact while Lq <= 64; cf. Dao-AILab/flash-attention#436, causal masks that
+# must be applied on more than one block).
+flash_causal_tile_offset = _flash(local_rows=True)
+
+
 # --- cheats a harness must fail --------------------------------------------------------------------------
 
 
@@ -152,6 +224,12 @@ CAUGHT = [
     ("attention", "drops_last_key", {"attention.permutation_invariance", "attention.reference.matches"}),
     ("attention", "dropout_not_rescaled", {"attention.dropout.unbiased"}),
     ("attention", "dropout_in_eval", {"attention.dropout.zero_is_identity", "attention.reference.matches"}),
+    # tiled kernels, exact within one 64 x 64 tile (they pass at --scale small): caught at the kernel scale
+    ("attention", "flash_no_rescale", {"attention.reference.matches", "attention.mask.additive"}),
+    ("attention", "flash_drops_partial_key_tile", {"attention.mask.boolean", "attention.permutation_invariance"}),
+    ("attention", "flash_assumes_lq_multiple_of_block",
+     {"attention.reference.matches", "attention.convex_combination"}),
+    ("attention", "flash_causal_tile_offset", {"attention.reference.matches"}),
 ]
 
 

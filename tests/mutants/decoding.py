@@ -281,12 +281,60 @@ def grammar_uniform_over_allowed(model, input_ids, transitions, accepting, eos_t
                                                generator)
 
 
+# --- exact with a tiny vocabulary, wrong with a real one (drawn from scale "kernel" up) ----------------------
+
+
+def greedy_ids_int16(model, input_ids, max_new_tokens, eos_token_id=None, pad_token_id=None, min_new_tokens=0,
+                     context_size=None):
+    """Keeps the ids in an int16 buffer: ids above 32767 wrap negative (a real model's vocabulary has 32000 to
+    151936 tokens; urvashik/knnlm#6, int16 token ids with Wikitext-103's vocabulary)."""
+    out = ref.greedy_search(model, input_ids, max_new_tokens, eos_token_id, pad_token_id, min_new_tokens,
+                            context_size)
+    return out.to(torch.int16)
+
+
+def _argmax_tile_local(logits, tile=1024):
+    """An argmax over the vocabulary in tiles of 1024: each tile's maximum, then the best tile, but the index
+    returned is the one within that tile (the tile's offset is never added)."""
+    v = logits.shape[-1]
+    padded = torch.nn.functional.pad(logits, (0, -v % tile), value=float("-inf"))
+    best, local = padded.reshape(*logits.shape[:-1], -1, tile).max(dim=-1)
+    return local.gather(-1, best.argmax(-1, keepdim=True)).squeeze(-1)
+
+
+def greedy_argmax_tile_offset(model, input_ids, max_new_tokens, eos_token_id=None, pad_token_id=None,
+                              min_new_tokens=0, context_size=None):
+    """A tiled argmax that forgets the tile's offset: exact below 1024 tokens, wrong whenever the best token lies
+    past the first tile."""
+    return ref._decode(model, input_ids, max_new_tokens, _argmax_tile_local, eos_token_id, pad_token_id,
+                       min_new_tokens, context_size)
+
+
+def beam_ids_int16(model, input_ids, num_beams, max_new_tokens, **kw):
+    """Beam search whose sequence buffer is int16: ids above 32767 (prompt and generated) wrap negative."""
+    seqs, scores = ref.beam_search(model, input_ids, num_beams, max_new_tokens, **kw)
+    return seqs.to(torch.int16), scores
+
+
+def acceptance_residual_first_tile(target_probs, draft_probs):
+    """Normalizes the residual by a one-block reduction over the first 1024 tokens only (the loop over further
+    blocks is missing): exact up to 1024 tokens, a residual that does not sum to 1 past them."""
+    accept, _ = speculative.speculative_acceptance(target_probs, draft_probs)
+    excess = (target_probs - draft_probs).clamp(min=0.0)
+    total = excess[:, :1024].sum(-1, keepdim=True)
+    residual = torch.where(total > 0, excess / torch.where(total > 0, total, torch.ones_like(total)), target_probs)
+    return accept, residual
+
+
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
 # collected by tests/test_mutants.py.
 CAUGHT = [
     ("greedy_search", "greedy_last_token_only", {"greedy_search.argmax_chain"}),
     ("greedy_search", "greedy_no_padding_after_eos", {"greedy_search.eos.padding_and_stop"}),
     ("greedy_search", "greedy_crop_off_by_one", {"greedy_search.context.cropped"}),
+    ("greedy_search", "greedy_ids_int16", {"greedy_search.argmax_chain", "greedy_search.eos.padding_and_stop"}),
+    ("greedy_search", "greedy_argmax_tile_offset",
+     {"greedy_search.argmax_chain", "greedy_search.eos.padding_and_stop"}),
     ("sample_search", "sample_argmax", {"sample_search.distribution.chi_square"}),
     ("sample_search", "sample_search_global_rng", {"sample_search.generator.reproducible"}),
     ("beam_search", "beam_length_over_total_length",
@@ -296,6 +344,7 @@ CAUGHT = [
     ("beam_search", "beam_one_token_short", {"beam_search.width_one.greedy"}),
     ("beam_search", "beam_eos_not_finalized", {"beam_search.eos.finished_hypotheses"}),
     ("beam_search", "beam_min_new_ignored", {"beam_search.eos.finished_hypotheses"}),
+    ("beam_search", "beam_ids_int16", {"beam_search.reference.matches", "beam_search.width_one.greedy"}),
     ("diverse_beam_search", "diverse_no_penalty",
      {"diverse_beam_search.penalty.distinct_first_tokens", "diverse_beam_search.reference.matches"}),
     ("diverse_beam_search", "diverse_ignores_groups", {"diverse_beam_search.zero_penalty.independent_groups"}),
@@ -304,6 +353,7 @@ CAUGHT = [
     ("speculative_acceptance", "acceptance_unclamped",
      {"speculative_acceptance.exact.recovers_target", "speculative_acceptance.reference.matches"}),
     ("speculative_acceptance", "acceptance_target_probability", {"speculative_acceptance.equal_draft.accepts_all"}),
+    ("speculative_acceptance", "acceptance_residual_first_tile", {"speculative_acceptance.reference.matches"}),
     ("speculative_sampling", "sampling_no_residual",
      {"speculative_sampling.distribution.chi_square", "speculative_sampling.output.accepted_prefix"}),
     ("speculative_sampling", "sampling_accepts_by_target_prob", {"speculative_sampling.equal_draft.accepts_all"}),

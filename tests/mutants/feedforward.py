@@ -90,6 +90,30 @@ def block_no_residual(x, attention, mlp, attention_norm, mlp_norm, parallel=Fals
     return mlp(mlp_norm(h))
 
 
+# --- a tiled matmul: exact within one K tile, wrong past it -------------------------------------------------------
+
+BLOCK_K = 32
+
+
+def _linear_full_k_tiles(x, w, b=None):
+    """x @ w.T over K in BLOCK_K tiles, looping over the full tiles only once there is more than one (a single partial
+    tile is masked correctly): the last K % 32 products are dropped. Exact for K <= 32 and every multiple of 32
+    (all real d_model and intermediate sizes); wrong at K = 33, 63, 65, ... (triton-lang/triton#630: GEMM wrong when
+    K is not a multiple of 32)."""
+    k = x.shape[-1]
+    kept = k if k <= BLOCK_K else k // BLOCK_K * BLOCK_K
+    return F.linear(x[..., :kept], w[:, :kept], b)
+
+
+def swiglu_drops_partial_k_tile(x, w_gate, w_up, w_down):
+    h = F.silu(_linear_full_k_tiles(x, w_gate)) * _linear_full_k_tiles(x, w_up)
+    return _linear_full_k_tiles(h, w_down)
+
+
+def ffn_drops_partial_k_tile(x, w_in, w_out, b_in=None, b_out=None, activation="gelu"):
+    return _linear_full_k_tiles(_ACT[activation](_linear_full_k_tiles(x, w_in, b_in)), w_out, b_out)
+
+
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
 # collected by tests/test_mutants.py.
 CAUGHT = [
@@ -107,4 +131,7 @@ CAUGHT = [
     ("transformer_block", "block_always_parallel", {"transformer_block.serial.mlp_reads_attention_output"}),
     ("transformer_block", "block_mlp_uses_attention_norm", {"transformer_block.reference.matches"}),
     ("transformer_block", "block_no_residual", {"transformer_block.zero_sublayers_identity"}),
+    # exact within one K tile, wrong past it: caught at kernel scale, conform at --scale small
+    ("swiglu", "swiglu_drops_partial_k_tile", {"swiglu.reference.matches"}),
+    ("feed_forward", "ffn_drops_partial_k_tile", {"feed_forward.reference.matches"}),
 ]

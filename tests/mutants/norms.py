@@ -160,6 +160,77 @@ def qk_statistics_across_heads(query, key, q_weight, k_weight, positions, eps=1e
     return _qk(query, key, q_weight, k_weight, positions, eps, across_heads=True)
 
 
+# --- kernels written in column blocks: exact within one block, wrong past it -------------------------------------
+
+BLOCK = 1024  # columns per block of the blocked kernels below (Triton's MAX_FUSED_SIZE-style cap on one program's row)
+
+
+def _blocks(x: torch.Tensor, block: int) -> list[torch.Tensor]:
+    return list(torch.split(x, block, dim=-1))
+
+
+def _rms_2d(input, normalized_shape, weight, eps, mean_square):
+    """RMSNorm over the flattened normalized dims in float32 (float64 kept), with `mean_square(x)` [rows, 1]."""
+    if eps is None:
+        eps = torch.finfo(torch.float64 if input.dtype == torch.float64 else torch.float32).eps
+    n = len(_dims(normalized_shape))
+    x = input.reshape(*input.shape[: input.dim() - n], -1)
+    x = x.float() if input.dtype in (torch.float16, torch.bfloat16) else x
+    y = x * torch.rsqrt(mean_square(x) + eps)
+    y = y.reshape(input.shape)
+    return (y * weight if weight is not None else y).to(input.dtype)
+
+
+def rms_first_block_only(input, normalized_shape, weight=None, eps=None):
+    """Sums the squares of the first BLOCK columns only (one program, no loop over column blocks), divided by n:
+    exact for rows of up to 1024 elements, too small a mean square past them (hidden 4096 scales by ~2)."""
+    return _rms_2d(input, normalized_shape, weight, eps,
+                   lambda x: x[..., :BLOCK].pow(2).sum(-1, keepdim=True) / x.shape[-1])
+
+
+def rms_drops_partial_block(input, normalized_shape, weight=None, eps=None):
+    """Loops over the full 256-column blocks only when the row spans several (a single block is masked correctly):
+    the squares of the last n % 256 columns are never summed. Exact for n <= 256 and every multiple of 256 (all
+    real hidden sizes), wrong at 257, 1025, 2049 (tile-ai/tilelang-ascend#890: RMSNorm wrong at N=513, the tail
+    block not handled)."""
+    def mean_square(x):
+        n = x.shape[-1]
+        full = n if n <= 256 else n // 256 * 256
+        return x[..., :full].pow(2).sum(-1, keepdim=True) / n
+
+    return _rms_2d(input, normalized_shape, weight, eps, mean_square)
+
+
+def rms_block_float_output(input, normalized_shape, weight=None, eps=None):
+    """Writes each row in block floating point (one exponent shared by the row, as shared-exponent / MX-style
+    output casts do) with the dtype's own mantissa width: every element is rounded at the row's largest magnitude.
+    Its error is at most ~eps x max|y|, inside the norm-wise bound, but elements far below the row's maximum lose
+    their low bits or flush to zero: only a bound per element sees it."""
+    y = F.rms_norm(input, list(normalized_shape) if not isinstance(normalized_shape, int) else [normalized_shape],
+                   weight, eps)
+    dims = _dims(normalized_shape)
+    y64 = y.double()
+    top = y64.abs().amax(dim=dims, keepdim=True).clamp_min(torch.finfo(input.dtype).tiny)
+    step = torch.exp2(torch.floor(torch.log2(top))) * torch.finfo(input.dtype).eps  # one ulp at the row's maximum
+    return (torch.round(y64 / step) * step).to(input.dtype)
+
+
+def ln_blocks_without_welford_merge(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Per-block mean and variance (about each block's own mean) combined as the count-weighted average of the block
+    variances: Chan's merge without its delta^2 n_a n_b / n term (the spread of the block means). Exact within one
+    256-column block, too small a variance past it (tenstorrent/tt-metal#35291: distributed LayerNorm's Welford
+    merge wrong at hidden 2432)."""
+    n = len(_dims(normalized_shape))
+    x = input.reshape(*input.shape[: input.dim() - n], -1)
+    x = x.float() if input.dtype in (torch.float16, torch.bfloat16) else x
+    blocks = _blocks(x, 256)
+    mean = sum(b.sum(-1, keepdim=True) for b in blocks) / x.shape[-1]
+    m2 = sum((b - b.mean(-1, keepdim=True)).pow(2).sum(-1, keepdim=True) for b in blocks)
+    y = ((x - mean) * torch.rsqrt(m2 / x.shape[-1] + eps)).reshape(input.shape)
+    y = y * weight if weight is not None else y
+    return (y + bias if bias is not None else y).to(input.dtype)
+
+
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
 # collected by tests/test_mutants.py.
 CAUGHT = [
@@ -187,4 +258,10 @@ CAUGHT = [
     ("qk_norm", "qk_key_not_normalized", {"qk_norm.bounded_logits"}),
     ("qk_norm", "qk_statistics_across_heads", {"qk_norm.scope.statistics"}),
     ("rms_norm", "rms_squares_in_half", {"rms_norm.precision.large_inputs"}, {}, ("float16",)),  # fine in float32
+    # exact within one block of columns, wrong past it: caught at kernel scale, conform at --scale small
+    ("rms_norm", "rms_first_block_only", {"rms_norm.reference.matches", "rms_norm.precision.large_inputs"}),
+    ("rms_norm", "rms_drops_partial_block", {"rms_norm.reference.matches"}),
+    ("layer_norm", "ln_blocks_without_welford_merge", {"layer_norm.reference.matches"}),
+    # within the norm-wise bound (error <= eps max|y|): caught only because rms_norm's bound is per element
+    ("rms_norm", "rms_block_float_output", {"rms_norm.reference.matches"}),
 ]

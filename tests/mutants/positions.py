@@ -110,6 +110,87 @@ def llama3_theta_fixed(x, positions, theta=500000.0, factor=8.0, low_freq_factor
     return _rope(x, positions, f)
 
 
+# --- kernel-scale RoPE bugs: exact within one tile (or below one edge) and wrong past it ------------------------
+
+
+def rope_positions_float16(x, positions, theta=10000.0):
+    """Position ids held in float16 (e.g. `arange(L).type_as(inv_freq)` after model.half(), EleutherAI/gpt-neox#1016
+    for bfloat16), angles then in float32: integers are exact up to 2048, rounded to even above, inf past 65504."""
+    return _rope(x, positions.to(torch.float16), _inv_freq(x.shape[-1], theta))
+
+
+def rope_positions_int16(x, positions, theta=10000.0):
+    """Position ids in a 16-bit signed index type: exact up to 32767, wrapped to negative positions above."""
+    return _rope(x, positions.to(torch.int16), _inv_freq(x.shape[-1], theta))
+
+
+def _cos_sin_cache(dim, theta, rows=4096):
+    """cos and sin of every position below `rows` (vLLM's cos_sin_cache, sized by max_position_embeddings)."""
+    angles = torch.arange(rows, dtype=torch.float32)[:, None] * _inv_freq(dim, theta)[None, :]
+    angles = torch.cat([angles, angles], -1)
+    return angles.cos(), angles.sin()
+
+
+def _rope_from_cache(x, rows, theta):
+    cos, sin = _cos_sin_cache(x.shape[-1], theta)
+    cos, sin = cos.to(x.device)[rows].to(x.dtype), sin.to(x.device)[rows].to(x.dtype)
+    return x * cos + _rotate_half(x) * sin
+
+
+def rope_cache_wraps(x, positions, theta=10000.0):
+    """A cos/sin cache of 4096 rows (Llama 2's max_position_embeddings) read at position % 4096: a cache shorter than
+    the positions met (vllm-project/vllm-ascend#1266: "shorter sin/cos cache than model's max positional embedding")."""
+    return _rope_from_cache(x, positions % 4096, theta)
+
+
+def rope_cache_clamps(x, positions, theta=10000.0):
+    """A cos/sin cache of 4096 rows read at min(position, 4095): a bounds check that clamps instead of growing the
+    cache (microsoft/onnxruntime#28205: RotaryEmbedding with position_ids out of the cache's bounds)."""
+    return _rope_from_cache(x, positions.clamp(max=4095), theta)
+
+
+def rope_positions_tile_offset(x, positions, theta=10000.0):
+    """Tokens in tiles of 32 that each load the first tile's positions: the positions pointer is not advanced by the
+    program's tile offset (pos_ptr + arange(BLOCK) instead of pos_ptr + pid * BLOCK + arange(BLOCK))."""
+    within_tile = torch.arange(x.shape[-2], device=positions.device) % 32
+    return _rope(x, positions[within_tile], _inv_freq(x.shape[-1], theta))
+
+
+def rope_last_row_tile_dropped(x, positions, theta=10000.0):
+    """The (batch, head, token) rows flattened, as vLLM and FlashInfer launch them: one program for up to 64 rows,
+    else a loop over rows // 64 full tiles (floor where cdiv belongs), so the last rows % 64 rows keep their input."""
+    out = _rope(x, positions, _inv_freq(x.shape[-1], theta))
+    rows = out.reshape(-1, x.shape[-1])
+    if rows.shape[0] <= 64:
+        return out
+    done = rows.shape[0] // 64 * 64
+    return torch.cat([rows[:done], x.reshape(-1, x.shape[-1])[done:]]).reshape(x.shape)
+
+
+def rope_freq_tile_offset(x, positions, theta=10000.0):
+    """The head dim in tiles of 64 dims (32 pairs), each reading the first tile's frequencies: pair i turns at
+    theta^(-2 (i mod 32) / D), exact for heads of up to 64 dims, wrong for 80, 96, 128, ..."""
+    inv_freq = _inv_freq(x.shape[-1], theta)
+    return _rope(x, positions, inv_freq[torch.arange(inv_freq.shape[0]) % 32])
+
+
+def rope_heads_without_stride_loop(x, positions, theta=10000.0):
+    """vLLM's rotary kernel (csrc/pos_encoding_kernels.cu) runs one block of min(H * D/2, 512) threads per token, each
+    thread looping over the (head, pair) items with stride blockDim.x; without that loop, items past the 512th (heads
+    past 512 / (D/2)) are never rotated. Exact while H * D/2 <= 512."""
+    out = _rope(x, positions, _inv_freq(x.shape[-1], theta))
+    h, d = x.shape[-3], x.shape[-1]
+    item = torch.arange(h)[:, None] * (d // 2) + torch.arange(d)[None, :] % (d // 2)  # (head, pair) of each dim
+    return torch.where((item < 512).to(x.device)[:, None, :], out, x)
+
+
+def rope_inv_freq_bfloat16(x, positions, theta=10000.0):
+    """The inverse frequencies rounded to bfloat16 (a float32 buffer cast by model.to(torch.bfloat16)) before the
+    float32 phase position * inv_freq: sgl-project/sglang-jax#1472 (off by 0.83 at position 4095),
+    NVIDIA/Megatron-LM#744. A precision bug, not a tile one: wrong at every position past a few."""
+    return _rope(x, positions, _inv_freq(x.shape[-1], theta).to(torch.bfloat16))
+
+
 def _angles(num_positions, dim):
     return torch.arange(num_positions, dtype=torch.float32)[:, None] * _inv_freq(dim, 10000.0)[None, :]
 
@@ -132,6 +213,13 @@ def sinusoidal_exponent_i_over_d(num_positions, dim):
     return torch.stack([a.sin(), a.cos()], dim=-1).flatten(-2)
 
 
+def sinusoidal_positions_float16(num_positions, dim):
+    """Positions as float16 (arange in half precision), angles in float32: exact up to row 2048, rounded above."""
+    positions = torch.arange(num_positions, dtype=torch.float16).to(torch.float32)
+    a = positions[:, None] * _inv_freq(dim, 10000.0)[None, :]
+    return torch.stack([a.sin(), a.cos()], dim=-1).flatten(-2)
+
+
 def embedding_wraps(input, weight):
     """Python-style modulo indexing: position P silently reuses row 0."""
     return weight[input % weight.shape[0]]
@@ -146,6 +234,14 @@ def embedding_off_by_one(input, weight):
     return weight[(input + 1).clamp(max=weight.shape[0] - 1)]
 
 
+def embedding_index_int16(input, weight):
+    """Bounds checked in int64, then the lookup with indices narrowed to int16: rows past 32767 are read at a negative
+    offset (here, from the table's end)."""
+    if input.numel() and (int(input.min()) < 0 or int(input.max()) >= weight.shape[0]):
+        raise IndexError("index out of range in self")
+    return weight[input.to(torch.int16).to(torch.int64)]
+
+
 def crop_keeps_first(idx, context_size):
     return idx[..., :context_size]
 
@@ -153,6 +249,11 @@ def crop_keeps_first(idx, context_size):
 def crop_without_max(idx, context_size):
     """idx[:, T - context_size:]: a negative start for short contexts wraps and drops tokens."""
     return idx[..., idx.shape[-1] - context_size :]
+
+
+def crop_fixed_1024(idx, context_size):
+    """Keeps at most 1024 tokens (GPT-2's n_positions hard-coded in a buffer), whatever context_size says."""
+    return idx[..., max(0, idx.shape[-1] - min(context_size, 1024)) :]
 
 
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
@@ -182,4 +283,17 @@ CAUGHT = [
     ("crop_context", "crop_keeps_first", {"crop_context.keeps_last_tokens"}),
     ("crop_context", "crop_without_max", {"crop_context.short_context_unchanged"}),
     ("rope", "rope_angles_in_input_dtype", {"rope.reference.matches"}, {}, ("bfloat16",)),  # fine in float32
+    # kernel scale: each passes at --scale small (exact within one tile or below one edge) and fails past it
+    ("rope", "rope_positions_float16", {"rope.reference.matches"}),
+    ("rope", "rope_positions_int16", {"rope.reference.matches"}),
+    ("rope", "rope_cache_wraps", {"rope.reference.matches"}),
+    ("rope", "rope_cache_clamps", {"rope.reference.matches"}),
+    ("rope", "rope_positions_tile_offset", {"rope.reference.matches"}),
+    ("rope", "rope_last_row_tile_dropped", {"rope.reference.matches"}),
+    ("rope", "rope_freq_tile_offset", {"rope.reference.matches", "rope.theta.frequencies"}),
+    ("rope", "rope_heads_without_stride_loop", {"rope.reference.matches"}),
+    ("rope", "rope_inv_freq_bfloat16", {"rope.reference.matches"}),  # a precision bug, caught at every scale
+    ("sinusoidal_positions", "sinusoidal_positions_float16", {"sinusoidal_positions.reference.matches"}),
+    ("learned_positions", "embedding_index_int16", {"learned_positions.lookup.exact"}),
+    ("crop_context", "crop_fixed_1024", {"crop_context.keeps_last_tokens", "crop_context.short_context_unchanged"}),
 ]

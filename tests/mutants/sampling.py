@@ -265,6 +265,96 @@ def perplexity_base2(logits, target):
     return 2 ** ref.cross_entropy(logits, target)
 
 
+# --- kernel scale: exact within one tile, wrong past it -------------------------------------------------------
+# Each passes `lmspec check ... --scale small` (every example fits in one tile) and fails at the default scale.
+
+BUFFER = 1024  # a fixed candidate list (vLLM PR 1416: "the current top-k operation supports a maximum of 1024")
+BLOCK = 4096  # one program instance's block of the vocabulary
+
+
+def _wrap_int16(ids, vocab):
+    """Token ids stored in int16: past 32767 they wrap negative, and a flat `row * V + id` offset then lands on
+    another token (modelled within the row)."""
+    return ids.to(torch.int16).to(torch.int64) % vocab
+
+
+def top_k_buffer_1024(logits, k):
+    """Selects candidates into a 1024-wide buffer (vLLM PR 1416's kernel, FlashInfer's fixed top-k list): k > 1024
+    keeps 1024."""
+    return ref.top_k(logits, min(k, BUFFER))
+
+
+def top_p_buffer_1024(logits, p):
+    """Finds the nucleus among the 1024 most probable tokens only: a nucleus of thousands of tokens is cut at 1024."""
+    candidates = logits.topk(min(BUFFER, logits.shape[-1]), dim=-1).indices
+    inside = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, candidates, True)
+    return ref.top_p(logits, p).masked_fill(~inside, NEG_INF)
+
+
+def top_p_sorts_first_block(logits, p):
+    """Sorts only the first block of 1024 tokens; the later blocks follow unsorted, in id order."""
+    head = logits[..., :BUFFER].argsort(dim=-1, descending=True, stable=True)
+    tail = torch.arange(head.shape[-1], logits.shape[-1], device=logits.device).expand(logits.shape[0], -1)
+    order = torch.cat([head, tail], dim=-1)
+    probs = logits.softmax(-1).gather(-1, order)
+    keep_sorted = probs.cumsum(-1) - probs < p
+    keep_sorted[..., 0] = True
+    return logits.masked_fill(~keep_sorted.scatter(-1, order, keep_sorted), NEG_INF)
+
+
+def top_k_sample_buffer_1024(logits, k, generator=None):
+    return ref.sample(top_k_buffer_1024(logits, k), generator)
+
+
+def top_p_sample_buffer_1024(logits, p, generator=None):
+    return ref.sample(top_p_buffer_1024(logits, p), generator)
+
+
+def sample_int16_ids(logits, generator=None):
+    """Writes the drawn ids into an int16 buffer: ids past 32767 come back negative."""
+    return ref.sample(logits, generator).to(torch.int16)
+
+
+def sample_first_block(logits, generator=None):
+    """Draws within the first block of 1024 tokens only (the other blocks' offsets never added)."""
+    return ref.sample(logits[..., :BUFFER], generator)
+
+
+def repetition_penalty_int16_ids(logits, input_ids, penalty):
+    """Indexes the logits with int16 token ids: ids past 32767 penalize another token."""
+    return ref.repetition_penalty(logits, _wrap_int16(input_ids, logits.shape[-1]), penalty)
+
+
+def presence_frequency_int16_ids(logits, output_ids, presence, frequency):
+    """Counts occurrences into bins indexed by int16 ids."""
+    return ref.presence_frequency_penalty(logits, _wrap_int16(output_ids, logits.shape[-1]), presence, frequency)
+
+
+def ce_blockwise_lse_4096(input, target):
+    """Computes logsumexp per block of 4096 tokens and never combines the blocks: each row's loss uses the block
+    holding its target (the online-softmax reduction across program instances left out; Liger-Kernel-style fused
+    cross-entropy kernels carry it across blocks, and numerics at large vocabularies are a known trouble spot,
+    NVIDIA/Megatron-LM PR 2206)."""
+    x = input.double()
+    starts = (target // BLOCK) * BLOCK
+    cols = torch.arange(x.shape[-1], device=x.device)
+    in_block = (cols >= starts[:, None]) & (cols < starts[:, None] + BLOCK)
+    lse = x.masked_fill(~in_block, NEG_INF).logsumexp(-1)
+    return (lse - x.gather(-1, target[:, None])[:, 0]).mean().to(input.dtype)
+
+
+def ce_int16_targets(input, target):
+    """Gathers the target logit with an int16 index: targets past 32767 read another token's logit."""
+    return ref.cross_entropy(input, _wrap_int16(target, input.shape[-1]))
+
+
+def temperature_shifted(logits, t):
+    """Divides the max-subtracted logits and adds max / t back: every element errs by ~eps * |max / t|, within the
+    norm-wise bound (8 eps of the largest element) but far beyond the element-wise one on logits near 0."""
+    m = logits.amax(-1, keepdim=True)
+    return (logits - m) / t + m / t
+
+
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
 # collected by tests/test_mutants.py.
 CAUGHT = [
@@ -325,6 +415,20 @@ CAUGHT = [
     ("cross_entropy", "ce_base2", {"cross_entropy.uniform.log_vocab"}),
     ("perplexity", "perplexity_mean_of_exp", {"perplexity.geometric_mean", "perplexity.reference.matches"}),
     ("perplexity", "perplexity_base2", {"perplexity.uniform.vocab"}),
+    # kernel scale: exact within one tile, wrong past it
+    ("top_k", "top_k_buffer_1024", {"top_k.keeps.k_largest_and_ties", "top_k.identity.k_at_least_vocab"}),
+    ("top_p", "top_p_buffer_1024", {"top_p.identity.p_one", "top_p.keeps.smallest_set"}),
+    ("top_p", "top_p_sorts_first_block", {"top_p.keeps.smallest_set"}),
+    ("top_k_sample", "top_k_sample_buffer_1024", {"top_k_sample.large_vocab.binned_frequency"}),
+    ("top_p_sample", "top_p_sample_buffer_1024", {"top_p_sample.large_vocab.binned_frequency"}),
+    ("sample", "sample_int16_ids", {"sample.large_vocab.binned_frequency"}),
+    ("sample", "sample_first_block", {"sample.large_vocab.binned_frequency"}),
+    ("min_p_sample", "min_p_sample_unfiltered", {"min_p_sample.large_vocab.binned_frequency"}),
+    ("repetition_penalty", "repetition_penalty_int16_ids", {"repetition_penalty.reference.matches"}),
+    ("cross_entropy", "ce_blockwise_lse_4096", {"cross_entropy.reference.matches", "cross_entropy.uniform.log_vocab"}),
+    ("cross_entropy", "ce_int16_targets", {"cross_entropy.reference.matches"}),
+    # the element-wise bound
+    ("temperature", "temperature_shifted", {"temperature.reference.matches"}),
 ]
 
 # mutants whose bug shows as an exception on a valid input (tests/test_mutants.py expects cause "raised")

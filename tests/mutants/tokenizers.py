@@ -7,6 +7,7 @@ import itertools
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import regex
 
 from lmspec.reference.tokenizers import bpe, unigram, wordpiece
@@ -272,6 +273,56 @@ def gpt2_wrong_byte_table(vocab_path, merges_path, special_tokens):
     return _wrong_table_tokenizer(str(vocab_path), str(merges_path), tuple(special_tokens))
 
 
+# --- exact for short words and small vocabularies, wrong past a buffer or a narrow id type -------------------
+
+
+class IdsUint16(bpe.Tokenizer):
+    """Keeps ids in uint16 arrays (encode's output and decode's input): ids above 65535 wrap (tokenmonster#23,
+    a 65536-token vocabulary's ids overflowing uint16; huggingface/datatrove#118, ids stored as uint16)."""
+
+    def encode(self, text):
+        return np.asarray(super().encode(text), dtype=np.int64).astype(np.uint16).tolist()
+
+    def decode(self, ids):
+        return super().decode(np.asarray(list(ids), dtype=np.int64).astype(np.uint16).tolist())
+
+
+class LongWordTruncated(bpe.Tokenizer):
+    """Encodes a pre-token into a fixed 1024-byte buffer: the bytes of a longer word past it are dropped."""
+
+    def _bpe(self, piece):
+        raw = piece.encode("utf-8")
+        if len(raw) <= 1024:
+            return super()._bpe(piece)
+        return super()._bpe(raw[:1024].decode("utf-8", errors="ignore"))
+
+
+class LongWordChunked(bpe.Tokenizer):
+    """Splits a pre-token longer than 1024 bytes into 1024-byte chunks encoded apart: the text round-trips, but no
+    merge crosses a chunk boundary."""
+
+    def _bpe(self, piece):
+        raw = piece.encode("utf-8")
+        if len(raw) <= 1024:
+            return super()._bpe(piece)
+        ids = []
+        for k in range(0, len(raw), 1024):
+            tokens = [self.byte_ids[b] for b in raw[k:k + 1024]]
+            ids += self._merge_all(tokens)
+        return ids
+
+    def _merge_all(self, tokens):
+        while len(tokens) > 1:
+            best = min(zip(tokens, tokens[1:]), key=lambda p: self.ranks.get(p, (1 << 62,))[0])
+            if best not in self.ranks:
+                break
+            tokens = bpe.merge_pair(tokens, best, self.ranks[best][1])
+        return tokens
+
+
+gpt2_long_word_truncated = _gpt2(LongWordTruncated)
+
+
 # --- wordpiece ---------------------------------------------------------------------------------------------------
 
 
@@ -500,6 +551,12 @@ CAUGHT = [
     ("bpe_tokenizer", "CacheAliasing", {"bpe_tokenizer.encode.deterministic"}),
     ("bpe_tokenizer", "SpecialIdsAppended", {"bpe_tokenizer.encode.ids_in_vocab"}),
     ("bpe_tokenizer", "StreamPerChunk", {"bpe_tokenizer.stream.equals_encode"}),
+    ("bpe_tokenizer", "IdsUint16", {"bpe_tokenizer.encode.matches_reference", "bpe_tokenizer.decode.bytes"}),
+    ("bpe_tokenizer", "LongWordTruncated",
+     {"bpe_tokenizer.roundtrip.unicode", "bpe_tokenizer.encode.matches_reference"}),
+    ("bpe_tokenizer", "LongWordChunked", {"bpe_tokenizer.encode.matches_reference"}),
+    ("gpt2_tokenizer", "gpt2_long_word_truncated",
+     {"gpt2_tokenizer.roundtrip.unicode", "gpt2_tokenizer.encode.matches_reference"}),
     ("gpt2_tokenizer", "gpt2_wrong_byte_table",
      {"gpt2_tokenizer.corpora.match_reference", "gpt2_tokenizer.encode.matches_reference"}),
     ("gpt2_tokenizer", "gpt2_special_tokens_split", {"gpt2_tokenizer.special_tokens.atomic"}),
