@@ -121,8 +121,9 @@ def scaled_dot_product_attention(
 
     `attn_mask` is boolean (True = attend) or additive (added to the scores), broadcastable to
     [*b, hq, lq, lk]. `causal_alignment` is the one extension: "bottom_right" gives FlashAttention's mask.
-    Queries are independent, so they are processed in chunks and memory stays O(Lk) per query. Every query-key
-    pair is computed, masked or not, as a dense kernel does (the accounting family counts the reference's FLOPs).
+    Queries are independent, so they are processed in chunks and memory stays O(Lk) per query; under `is_causal`
+    (without dropout) a chunk reads only the keys up to its last visible one, as a causal kernel does. With the
+    causal mask passed as `attn_mask` instead, every query-key pair is computed, as a dense kernel does.
     """
     hq, hkv, e = query.shape[-3], key.shape[-3], query.shape[-1]
     if hq != hkv:
@@ -132,26 +133,32 @@ def scaled_dot_product_attention(
     scale = 1.0 / math.sqrt(e) if scale is None else scale
     lq, lk = query.shape[-2], key.shape[-2]
     hidden = ~causal_mask(lq, lk, causal_alignment, query.device) if is_causal else None  # [Lq, Lk]
+    offset = 0 if causal_alignment == "top_left" else lk - lq  # query i sees keys j <= i + offset
+    skip_hidden_keys = is_causal and dropout_p == 0.0
     rows_per_chunk = max(1, min(QUERY_CHUNK, SCORES_PER_CHUNK // max(1, query[..., 0, 0].numel() * lk)))
     out = []
     for start in range(0, max(lq, 1), rows_per_chunk):  # (one empty chunk when Lq = 0)
         rows = slice(start, min(start + rows_per_chunk, lq))
-        scores = query[..., rows, :] @ key.transpose(-2, -1)  # [*b, Hq, rows, Lk]
+        # the keys this chunk reads: all, or (causal) up to the last one its last query sees (at least one, masked
+        # when no query of the chunk sees any key: the row then gives zeros)
+        seen = slice(0, min(lk, max(1, rows.stop + offset)) if skip_hidden_keys else lk)
+        scores = query[..., rows, :] @ key[..., seen, :].transpose(-2, -1)  # [*b, Hq, rows, keys]
         scores *= scale
         if attn_mask is not None:
-            # this chunk's rows of a mask broadcastable to [*b, Hq, Lq, Lk] (a query dim of size 1 broadcasts)
+            # this chunk's rows and keys of a mask broadcastable to [*b, Hq, Lq, Lk] (dims of size 1 broadcast)
             mask = attn_mask[..., rows, :] if attn_mask.dim() >= 2 and attn_mask.shape[-2] > 1 else attn_mask
+            mask = mask[..., seen] if mask.dim() >= 1 and mask.shape[-1] > 1 else mask
             if mask.dtype == torch.bool:
                 scores = scores.masked_fill(~mask, float("-inf"))  # True = attend
             else:
                 scores = scores + mask.to(scores.dtype)  # additive
         if hidden is not None:
-            scores.masked_fill_(hidden[rows], float("-inf"))  # [*b, Hq, rows, Lk]
-        weights = _softmax_or_zeros(scores)  # [*b, Hq, rows, Lk]; each row sums to 1 (0 if it sees no key)
+            scores.masked_fill_(hidden[rows, seen], float("-inf"))  # [*b, Hq, rows, keys]
+        weights = _softmax_or_zeros(scores)  # [*b, Hq, rows, keys]; each row sums to 1 (0 if it sees no key)
         if dropout_p > 0.0:
             keep = torch.rand(weights.shape, generator=generator, dtype=torch.float32, device=weights.device)
             weights = weights * (keep >= dropout_p).to(weights.dtype) / (1.0 - dropout_p)  # [*b, Hq, rows, Lk]
-        out.append(weights @ value)  # [*b, Hq, rows, Ev]
+        out.append(weights @ value[..., seen, :])  # [*b, Hq, rows, Ev]
     return torch.cat(out, dim=-2)  # [*b, Hq, Lq, Ev]
 
 

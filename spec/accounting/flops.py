@@ -94,14 +94,18 @@ def _reference_attention_flops(b: int, h: int, hkv: int, lq: int, lk: int, e: in
     meta = torch.device("meta")
     q, k, v = (torch.empty(b, h, lq, e, device=meta), torch.empty(b, hkv, lk, e, device=meta),
                torch.empty(b, hkv, lk, ev, device=meta))
+    # the causal mask as a mask: the reference then computes every pair, as a dense kernel does (with is_causal it
+    # skips the keys no query of a chunk sees)
+    mask = ref_attention.causal_mask(lq, lk, device=meta) if causal else None
     with FlopCounterMode(display=False) as counter:
-        ref_attention.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+        ref_attention.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
     return counter.get_total_flops()
 
 
 @invariant("attention_flops.counter_reference", examples=st.sampled_from(ATTENTION_SHAPES),
            statement="The dense count equals FlopCounterMode's count for the reference attention (explicit matmuls; "
-           "GQA counted over query heads; the causal mask changes nothing: dense kernels compute every pair).",
+           "GQA counted over query heads; a causal mask given as a mask changes nothing: dense kernels compute every "
+           "pair).",
            source="Vaswani et al. 2017, eq. 1; torch.utils.flop_counter bmm_flop / sdpa_flop_count (4 B H Lq Lk E for "
            "E = Ev). FlopCounterMode does not count the CPU's default fused SDPA kernel (0 FLOPs).")
 def check_attention_counter(ctx: Context, p: dict) -> None:
