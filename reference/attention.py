@@ -87,9 +87,11 @@ def _split_heads(x: Tensor, heads: int) -> Tensor:
 def _softmax_or_zeros(scores: Tensor) -> Tensor:
     """Softmax over keys (the last dim) where a row of -inf scores (a query that sees no key) gives all-zero
     weights, as torch's math path does (`_safe_softmax`, torch >= 2.5), not NaN."""
-    weights = torch.softmax(scores, dim=-1)  # [..., Lq, Lk]; NaN on a row of -inf scores
     sees_a_key = scores.amax(dim=-1, keepdim=True) > float("-inf")  # [..., Lq, 1]; False on a fully masked row
-    return weights.masked_fill_(~sees_a_key, 0.0)
+    # a fully masked row is softmaxed as zeros (finite) and then zeroed, so no NaN reaches the backward pass; not
+    # in place: softmax's backward reads its output
+    weights = torch.softmax(scores.masked_fill(~sees_a_key, 0.0), dim=-1)  # [..., Lq, Lk]
+    return weights.masked_fill(~sees_a_key, 0.0)
 
 
 def _masked_softmax(scores: Tensor, allowed: Tensor) -> Tensor:

@@ -218,3 +218,36 @@ def qk_norm(
     q = qk_rms(query, q_weight, eps, scope)
     k = qk_rms(key, k_weight, eps, scope)
     return rope(q, positions, theta), rope(k, positions, theta)
+
+
+# --- stand-in sublayers that cross to a worker by value ---------------------------------------------------------
+# The harness runs a plain function it passes to a target in its own process (conformance/isolation.py), which cuts
+# the target's autograd graph; callables of this module cross by value, so a gradient check differentiates through
+# them where the target runs.
+
+
+class Projection:
+    """tanh(h W^T), W applied in h's dtype; `causal_mean`: h first averaged over positions 0..i along dim -2 (a
+    causal token mixer standing in for attention)."""
+
+    def __init__(self, weight: Tensor, causal_mean: bool = False):
+        self.weight, self.causal_mean = weight, causal_mean
+
+    def __call__(self, h: Tensor) -> Tensor:
+        if self.causal_mean:
+            counts = torch.arange(1, h.shape[-2] + 1, device=h.device, dtype=h.dtype)[:, None]
+            h = h.cumsum(-2) / counts
+        return torch.tanh(h @ self.weight.to(h.device, h.dtype).T)
+
+
+class AffineNorm:
+    """layer_norm(h; gain, shift) or rms_norm(h; gain, eps 1e-6) over the last dim, parameters in h's dtype."""
+
+    def __init__(self, kind: Literal["layer_norm", "rms_norm"], gain: Tensor, shift: Tensor | None = None):
+        self.kind, self.gain, self.shift = kind, gain, shift
+
+    def __call__(self, h: Tensor) -> Tensor:
+        d, w = h.shape[-1], self.gain.to(h.device, h.dtype)
+        if self.kind == "layer_norm":
+            return layer_norm(h, (d,), w, None if self.shift is None else self.shift.to(h.device, h.dtype))
+        return rms_norm(h, (d,), w, 1e-6)

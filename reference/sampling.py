@@ -267,7 +267,9 @@ def entropy(logits: Float[Tensor, "*batch vocab"]) -> Float[Tensor, "*batch"]:
     Computed in the opmath type (float32 for float16/bfloat16) and rounded once, as torch's reductions accumulate:
     a float16 sum of V >= 65536 exponentials overflows (torch's CPU log_softmax in float16 does)."""
     logp = logits.to(opmath_dtype(logits.dtype)).log_softmax(dim=-1)
-    return -torch.where(logp > NEG_INF, logp.exp() * logp, torch.zeros_like(logp)).sum(dim=-1).to(logits.dtype)
+    # log p is replaced by 0 where p = 0 before the product, so the gradient there is 0 (0 x -inf would be nan)
+    safe = torch.where(logp > NEG_INF, logp, torch.zeros_like(logp))
+    return -(logp.exp() * safe).sum(dim=-1).to(logits.dtype)
 
 
 def _log_probs(input: Tensor) -> Tensor:
@@ -279,15 +281,22 @@ def _log_probs(input: Tensor) -> Tensor:
     return input - input.to(opmath_dtype(input.dtype)).logsumexp(dim=-1, keepdim=True).to(input.dtype)
 
 
-def _mean_nll(input: Tensor, target: Tensor) -> Tensor:
-    """Mean over rows of -log softmax(input)[target], in the opmath type (float32 for float16/bfloat16)."""
-    return -_log_probs(input).gather(-1, target[:, None]).to(opmath_dtype(input.dtype)).mean()
+def _mean_nll(input: Tensor, target: Tensor, ignore_index: int | None = None) -> Tensor:
+    """Mean over rows of -log softmax(input)[target], in the opmath type (float32 for float16/bfloat16); rows whose
+    target is `ignore_index` are left out of the sum and of the count (and get exactly zero gradient)."""
+    kept = target != ignore_index if ignore_index is not None else None
+    if kept is None or bool(kept.all()):
+        return -_log_probs(input).gather(-1, target[:, None]).to(opmath_dtype(input.dtype)).mean()
+    picked = _log_probs(input).gather(-1, target.masked_fill(~kept, 0)[:, None])[:, 0].to(opmath_dtype(input.dtype))
+    return -picked.masked_fill(~kept, 0).sum() / kept.sum()
 
 
 @typechecked
-def cross_entropy(input: Float[Tensor, "n vocab"], target: Int[Tensor, " n"]) -> Float[Tensor, ""]:
-    """Mean over rows of -log softmax(input)[target] in nats (torch.nn.functional.cross_entropy, reduction='mean')."""
-    return _mean_nll(input, target).to(input.dtype)
+def cross_entropy(input: Float[Tensor, "n vocab"], target: Int[Tensor, " n"], ignore_index: int = -100
+                  ) -> Float[Tensor, ""]:
+    """Mean over rows of -log softmax(input)[target] in nats (torch.nn.functional.cross_entropy, reduction='mean');
+    rows whose target is ignore_index (torch's default -100) are left out of the mean."""
+    return _mean_nll(input, target, ignore_index).to(input.dtype)
 
 
 @typechecked

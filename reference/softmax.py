@@ -5,7 +5,8 @@ Source: Bridle (1990) for softmax; the max subtraction is the standard overflow 
 p_i = exp(z_i / T) / sum_j exp(z_j / T) is Hinton et al. (2015), "Distilling the Knowledge in a Neural
 Network", eq. 1; the T -> 0 limit (uniform over the tied maxima) is how vLLM treats temperature 0 (greedy).
 
-Both compute in the opmath type (float32 for float16/bfloat16 inputs) and round once, as torch's kernels do, so
+The gradient is autograd's through these formulas (dx = p * (g - <p, g>), the float64 backward the spec compares
+targets with); both compute in the opmath type (float32 for float16/bfloat16 inputs) and round once, as torch's kernels do, so
 that run in a low-precision dtype the reference is a good implementation's error witness for every probability,
 the smallest included (spec/tolerance.py, bound "elementwise").
 """
@@ -22,7 +23,12 @@ from .norms import opmath_dtype
 def softmax(input: Float[Tensor, "*shape"], dim: int) -> Float[Tensor, "*shape"]:
     """`torch.softmax(input, dim)`: the max subtracted first, computed in opmath and rounded once."""
     x = input.to(opmath_dtype(input.dtype))
-    exp = (x - x.amax(dim=dim, keepdim=True)).exp_()  # in place: one temporary the size of the input
+    # the max is a constant shift (softmax is invariant to it): detached, no gradient flows through amax's tie rule
+    shifted = x - x.amax(dim=dim, keepdim=True).detach()
+    if shifted.requires_grad:  # autograd: out of place, so the backward has its saved exp
+        exp = shifted.exp()
+        return (exp / exp.sum(dim=dim, keepdim=True)).to(input.dtype)
+    exp = shifted.exp_()  # in place: one temporary the size of the input
     return exp.div_(exp.sum(dim=dim, keepdim=True)).to(input.dtype)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -12,6 +13,9 @@ from ..reference.norms import opmath_dtype
 from .checks import (PROPERTY_ULPS, assert_agree, assert_each_within, assert_equal, assert_matches, call,
                      reference_pair, show, to64)
 from .core import Component, Context, invariant, row
+from .gradients import (BACKWARD, backward_complete, backward_finite_differences, backward_matches, backward_repeatable,
+                        cotangents_for)
+from .guard import expect_tensor
 from .strategies import TILE_EDGES, layouts, materialize, patterns, relayout, scaled, seeds, sizes
 from .tolerance import eps as machine_eps
 
@@ -32,6 +36,7 @@ GELU = Component(
     summary="x Phi(x) = x/2 (1 + erf(x / sqrt 2)); approximate='tanh': x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).",
     reference=ref.gelu,
     bound="elementwise",
+    features=dict(BACKWARD),
 )
 
 SILU = Component(
@@ -40,6 +45,7 @@ SILU = Component(
     summary="x sigma(x) (Swish with beta = 1), finite for large |x|.",
     reference=ref.silu,
     bound="elementwise",
+    features=dict(BACKWARD),
 )
 
 SWISH = Component(
@@ -48,6 +54,7 @@ SWISH = Component(
     summary="x sigma(beta x): SiLU at beta = 1, tends to ReLU as beta -> infinity.",
     reference=ref.swish,
     bound="elementwise",
+    features=dict(BACKWARD),
 )
 
 RELU = Component(
@@ -56,6 +63,7 @@ RELU = Component(
     summary="max(x, 0), exactly.",
     reference=ref.relu,
     bound="elementwise",
+    features=dict(BACKWARD),
 )
 
 
@@ -265,6 +273,7 @@ DROPOUT = Component(
     "mode.",
     reference=ref.dropout,
     bound="elementwise",
+    features=dict(BACKWARD),
 )
 
 
@@ -367,3 +376,167 @@ def check_fresh_masks(ctx: Context, p: dict) -> None:
         ctx.fail(f"two training-mode calls dropped exactly the same {int((~a).sum())} of {x.numel()} elements: the "
                  f"mask is not redrawn (chance for independent masks: "
                  f"{(p['p'] ** 2 + (1 - p['p']) ** 2) ** x.numel():.1e})")
+
+
+# --- backward -------------------------------------------------------------------------------------------
+
+GRAD_SOURCE = {
+    "gelu": "torch tools/autograd/derivatives.yaml, gelu: gelu_backward(grad, self, approximate); d/dx x Phi(x) = "
+            f"Phi(x) + x phi(x) ({HENDRYCKS}), and the tanh form's derivative",
+    "silu": "torch derivatives.yaml, silu: silu_backward; d/dx x sigma(x) = sigma(x) (1 + x (1 - sigma(x)))",
+    "swish": "d/dx x sigma(beta x) = sigma(beta x) (1 + beta x (1 - sigma(beta x))) (Ramachandran et al. 2017)",
+    "relu": "torch derivatives.yaml, relu: threshold_backward(grad, result, 0): g where the output > 0, else 0 "
+            "(at x = 0 the gradient is 0, torch's convention)",
+    "dropout": "torch derivatives.yaml, native_dropout: native_dropout_backward(grad, mask, 1 / (1 - p)): g mask / "
+               "(1 - p), the forward's mask",
+}
+WHAT = {"gelu": "gelu'(x) g, for the erf form and the tanh approximation",
+        "silu": "silu'(x) g",
+        "swish": "swish'(x; beta) g",
+        "relu": "g where x > 0 and 0 elsewhere (0 at x = 0, torch's convention)",
+        "dropout": "g mask / (1 - p) with the forward's own mask"}
+EXAMPLES = {"gelu": _gelu_examples(), "silu": elementwise_examples(), "swish": _swish_examples(),
+            "relu": elementwise_examples(), "dropout": _dropout_examples()}
+
+
+def _away_from_kinks(p: dict) -> dict:
+    """ReLU's central differences straddle its kink where |x| < step (the 'ties' pattern puts exact zeros there):
+    such inputs are moved away from 0 (_backward_call); the derivative at 0 is a convention, relu.backward.exact's."""
+    return {**p, "kink_free": True}
+
+
+class _Reseeded:
+    """The target with its random generators reseeded before every call: a dropout draws the same mask on every call
+    of one example (in the worker through `reset`, in-process directly), so forward and backward calls compare."""
+
+    def __init__(self, ctx: Context, seed: int):
+        self.target, self.ctx, self.seed = ctx.target, ctx, seed
+
+    def _reseed(self) -> None:
+        seed_target_rng(self.ctx, self.seed)
+        reset = getattr(self.target, "reset", None)
+        if reset is not None:
+            reset(self.seed)
+
+    def __call__(self, *args, **kwargs):
+        self._reseed()
+        return self.target(*args, **kwargs)
+
+    def vjp(self, *args, **kwargs) -> dict:
+        self._reseed()
+        return self.target.vjp(*args, **kwargs)
+
+
+def _backward_call(ctx: Context, p: dict, component: str) -> tuple[Context, tuple, dict, object]:
+    """The context (dropout: a reseeded target), the call's arguments and the reference; the input is the only
+    differentiable argument (approximate, beta, p, training are Python values)."""
+    if component == "dropout":
+        return (dataclasses.replace(ctx, target=_Reseeded(ctx, p["seed"])), (_nonzero_input(ctx, p), p["p"], True), {},
+                ref.dropout)
+    x = _input(ctx, p)
+    if p.get("kink_free"):  # the central difference's step h |d| (h = 1e-6 max|x|, |d| < 10) never straddles 0
+        near = 1e-5 * max(1.0, float(x.abs().max())) if x.numel() else 1.0
+        x = torch.where(x.abs() < near, torch.full_like(x, max(0.25, 2 * near)), x)
+    return ctx, (x,), _kwargs(p), getattr(ref, component)
+
+
+def dropout_backward_matches(ctx: Context, args: tuple, seed: int) -> None:
+    """The gradient is g mask / (1 - p) with the mask the same call's forward drew (read off its output: |x| >= 0.25,
+    so a kept element is never 0): a backward that draws a fresh mask, or drops its scale, shows."""
+    x, prob = args[0], args[1]
+    cotangents = cotangents_for(x, seed, ctx.dtype, ctx.device)
+    result = ctx.target.vjp(args, {}, [0], cotangents)
+    if "problem" in result:
+        ctx.fail(f"backward: {result['problem']}")
+    grad = result["grads"][0]
+    if grad is None:
+        ctx.fail("gradient of input: the input got no gradient although it requires grad and the output depends on it")
+    expect_tensor(grad, tuple(x.shape), ctx.dtype, ctx.device, what="gradient of input")
+    kept = to64(result["output"]) != 0
+    expected = torch.where(kept, to64(cotangents[0]) / (1 - prob), torch.zeros_like(to64(cotangents[0])))
+    allowed = PROPERTY_ULPS * machine_eps(ctx.dtype) * expected.abs()  # dropped elements: exactly 0
+    assert_each_within(ctx, grad, expected, allowed, "gradient vs g mask / (1 - p), the mask of the same call's "
+                       "forward", x=x)
+
+
+def _backward(check, ctx: Context, p: dict, component: str) -> None:
+    ctx, args, kwargs, reference = _backward_call(ctx, p, component)
+    check(ctx, reference, args, kwargs, wrt=[0], seed=p["seed"], names=["input"])
+
+
+def _rows(kind: str, **fields) -> list:
+    return [row(f"{c}.backward.{kind}", component=c, examples=EXAMPLES[c], source=GRAD_SOURCE[c], **fields)
+            for c in ("gelu", "silu", "swish", "relu", "dropout")]
+
+
+@invariant(
+    row("gelu.backward.matches_reference", component="gelu", examples=EXAMPLES["gelu"], source=GRAD_SOURCE["gelu"],
+        statement=f"The vector-Jacobian product for the input, {WHAT['gelu']}, matches the float64 reference's within "
+        "the tolerance policy."),
+    row("silu.backward.matches_reference", component="silu", examples=EXAMPLES["silu"], source=GRAD_SOURCE["silu"],
+        statement=f"The vector-Jacobian product for the input, {WHAT['silu']}, matches the float64 reference's within "
+        "the tolerance policy."),
+    row("swish.backward.matches_reference", component="swish", examples=EXAMPLES["swish"],
+        source=GRAD_SOURCE["swish"],
+        statement=f"The vector-Jacobian product for the input, {WHAT['swish']}, matches the float64 reference's "
+        "within the tolerance policy."),
+    row("relu.backward.matches_reference", component="relu", examples=EXAMPLES["relu"], source=GRAD_SOURCE["relu"],
+        statement=f"The vector-Jacobian product for the input, {WHAT['relu']}, matches the float64 reference's within "
+        "the tolerance policy."),
+    row("dropout.backward.matches_reference", component="dropout", examples=EXAMPLES["dropout"],
+        source=GRAD_SOURCE["dropout"],
+        statement=f"The vector-Jacobian product for the input is {WHAT['dropout']} (read off the same call's "
+        "output), within 16 ulps; exactly 0 where dropped."),
+    kind="differential", requires={"backward"}, budget=0.5)
+def check_backward_matches(ctx: Context, p: dict, component: str) -> None:
+    if component == "dropout":
+        ctx, args, _, _ = _backward_call(ctx, p, component)
+        dropout_backward_matches(ctx, args, p["seed"])
+        return
+    _backward(backward_matches, ctx, p, component)
+
+
+@invariant(
+    *_rows("complete"),
+    statement="An input that requires grad gets a gradient of its shape, dtype and device, and requiring grad does "
+    "not change the forward output (dropout: under the same seed, the same mask).",
+    requires={"backward"}, budget=0.5)
+def check_backward_complete(ctx: Context, p: dict, component: str) -> None:
+    _backward(backward_complete, ctx, p, component)
+
+
+@invariant(
+    *_rows("repeatable"),
+    statement="Two pull-backs through one graph give the same gradient (dropout: the mask saved by the forward), and "
+    "two backward calls accumulate their sum into .grad.",
+    requires={"backward"}, budget=0.5)
+def check_backward_repeatable(ctx: Context, p: dict, component: str) -> None:
+    _backward(backward_repeatable, ctx, p, component)
+
+
+@invariant(
+    *[row(f"{c}.backward.finite_differences", component=c, source=f"{GRAD_SOURCE[c]}; torch.autograd.gradcheck",
+          examples=EXAMPLES[c].map(_away_from_kinks) if c == "relu" else EXAMPLES[c])
+      for c in ("gelu", "silu", "swish", "relu", "dropout")],
+    statement="In float64 the gradient's directional derivative along a random direction agrees with central "
+    "differences of the target's own forward (ReLU away from its kink; dropout under one seed, so one mask).",
+    requires={"backward"}, dtypes=(torch.float64,), budget=0.5)
+def check_backward_finite_differences(ctx: Context, p: dict, component: str) -> None:
+    _backward(backward_finite_differences, ctx, p, component)
+
+
+@invariant("relu.backward.exact", examples=elementwise_examples(), requires={"backward"}, budget=0.5,
+           statement="The gradient is exactly g where x > 0 and exactly 0 where x <= 0: at x = 0 torch's convention "
+           "(threshold_backward) gives 0 ('ties' inputs hold exact zeros).",
+           source=GRAD_SOURCE["relu"])
+def check_relu_backward_exact(ctx: Context, p: dict) -> None:
+    x = _input(ctx, p, magnitude=3.0)
+    g = cotangents_for(x, p["seed"], ctx.dtype, ctx.device)
+    result = ctx.target.vjp((x,), {}, [0], g)
+    if "problem" in result:
+        ctx.fail(f"backward: {result['problem']}")
+    grad = result["grads"][0]
+    if grad is None:
+        ctx.fail("gradient of input: the input got no gradient although it requires grad and the output depends on it")
+    assert_equal(ctx, expect_tensor(grad, tuple(x.shape), ctx.dtype, ctx.device, what="gradient of input"),
+                 torch.where(x > 0, g[0], torch.zeros_like(g[0])), "relu's gradient vs g where x > 0, 0 elsewhere")

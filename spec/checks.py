@@ -138,8 +138,8 @@ def assert_agree(ctx: Context, a: torch.Tensor, b: torch.Tensor, what: str, ulps
     a64, b64 = to64(a), to64(b)
     if a64.shape != b64.shape:
         ctx.fail(f"{what}: shapes differ, {tuple(a64.shape)} vs {tuple(b64.shape)}")
-    both_nan = a64.isnan() & b64.isnan()
-    diff = torch.where(both_nan, torch.zeros_like(a64), (a64 - b64).abs())
+    same = (a64.isnan() & b64.isnan()) | (a64 == b64)  # equal infinities agree too
+    diff = torch.where(same, torch.zeros_like(a64), (a64 - b64).abs())
     diff = torch.nan_to_num(diff, nan=float("inf"))
     finite = torch.cat([a64[torch.isfinite(a64)].abs(), b64[torch.isfinite(b64)].abs(), torch.zeros(1, dtype=torch.float64)])
     scale = max(float(finite.max()), torch.finfo(ctx.dtype).tiny)

@@ -7,10 +7,13 @@ import torch
 from hypothesis import strategies as st
 
 from ..reference import feedforward as ref
-from ..reference.norms import layer_norm, rms_norm
+from ..reference.norms import AffineNorm, Projection
 from .checks import (PROPERTY_ULPS, assert_agree, assert_each_within, assert_equal, assert_matches, call, differential,
                      reference_pair, to64)
 from .core import Component, Context, invariant, row
+from .gradients import (BACKWARD, backward_complete, backward_finite_differences, backward_matches,
+                        backward_repeatable)
+from .guard import leaves
 from .strategies import TILE_EDGES, layouts, materialize, patterns, relayout, scaled, seeds, sizes
 from .tolerance import eps as machine_eps
 
@@ -30,6 +33,7 @@ SWIGLU = Component(
     "-> Float[*batch, D]",
     summary="down(silu(x w_gate^T) * x w_up^T), nn.Linear-layout weights, no biases (the Llama MLP).",
     reference=ref.swiglu,
+    features=dict(BACKWARD),
 )
 
 GEGLU = Component(
@@ -38,6 +42,7 @@ GEGLU = Component(
     "approximate: 'none' | 'tanh' = 'none') -> Float[*batch, D]",
     summary="down(gelu(x w_gate^T) * x w_up^T); approximate='tanh' is Gemma's gelu_pytorch_tanh.",
     reference=ref.geglu,
+    features=dict(BACKWARD),
 )
 
 
@@ -159,6 +164,7 @@ FEED_FORWARD = Component(
     summary="act(x w_in^T + b_in) w_out^T + b_out; biases given: GPT-2 style (gelu_tanh = gelu_new), None: Llama "
     "style.",
     reference=ref.feed_forward,
+    features=dict(BACKWARD),
 )
 
 
@@ -290,6 +296,7 @@ TRANSFORMER_BLOCK = Component(
     summary="Pre-norm block: serial h = x + attn(n1(x)), h + mlp(n2(h)) (GPT-2, Llama) or parallel x + attn(n1(x)) + "
     "mlp(n2(x)) (GPT-J, PaLM).",
     reference=ref.transformer_block,
+    features=dict(BACKWARD),
 )
 
 
@@ -320,25 +327,10 @@ def _sublayers(ctx: Context, p: dict):
     def weight(shape, salt, magnitude=1.0):
         return materialize(shape, p["seed"], ctx.dtype, "cpu", salt=salt, magnitude=magnitude).to(torch.float64)
 
-    def cast(t, h):
-        return t.to(h.device, h.dtype)
-
     w_a, w_m = weight((d, d), 21, d**-0.5), weight((d, d), 22, d**-0.5)
     g1, g2 = weight((d,), 23, 0.3) + 1, weight((d,), 24, 0.3) + 1
-
-    def attention(h):
-        counts = torch.arange(1, h.shape[-2] + 1, device=h.device, dtype=h.dtype)[:, None]
-        return torch.tanh((h.cumsum(-2) / counts) @ cast(w_a, h).T)
-
-    def mlp(h):
-        return torch.tanh(h @ cast(w_m, h).T)
-
-    def make_norm(g):
-        if p["norm"] == "layer_norm":
-            return lambda h: layer_norm(h, (d,), cast(g, h))
-        return lambda h: rms_norm(h, (d,), cast(g, h), 1e-6)
-
-    return attention, mlp, make_norm(g1), make_norm(g2)
+    # objects of lmspec.reference cross to a worker by value: gradients flow through them where the target runs
+    return (Projection(w_a, causal_mean=True), Projection(w_m), AffineNorm(p["norm"], g1), AffineNorm(p["norm"], g2))
 
 
 def _block_x(ctx: Context, p: dict) -> torch.Tensor:
@@ -388,3 +380,128 @@ def check_zero_sublayers_identity(ctx: Context, p: dict) -> None:
     _, _, n1, n2 = _sublayers(ctx, p)
     out = call(ctx, x.shape, x, torch.zeros_like, torch.zeros_like, n1, n2, p["parallel"])
     assert_equal(ctx, out, x, "block with zero attention and zero MLP (a pre-norm block must be the identity)")
+
+
+# --- backward passes (issue 15) -------------------------------------------------------------------------
+
+GLU_GRAD = (f"{SHAZEER}; chain rule: d(a * u) = a' u dgate + a dup, torch derivatives.yaml silu_backward / "
+            "gelu_backward and mm (grad W = g^T x)")
+FFN_GRAD = f"{VASWANI_FFN}; torch derivatives.yaml addmm / mm (grad W = g^T h, grad b = sum g), relu / gelu backward"
+BLOCK_GRAD = f"{PARALLEL}; chain rule through both residual branches"
+
+
+def _differentiable(args: tuple, kwargs: dict, names: dict[int, str]) -> tuple[list[int], list[str]]:
+    """Positions among the call's tensor leaves of the arguments named in `names` (positional index -> name) that
+    are tensors, and their names."""
+    chosen = {id(args[i]): name for i, name in names.items() if isinstance(args[i], torch.Tensor)}
+    wrt, found = [], []
+    for n, t in enumerate(t for t in leaves((args, kwargs)) if isinstance(t, torch.Tensor)):
+        if id(t) in chosen:
+            wrt.append(n)
+            found.append(chosen[id(t)])
+    return wrt, found
+
+
+def glu_call(ctx: Context, p: dict, reference) -> tuple:
+    args = (_x(ctx, p), *_glu_weights(ctx, p))
+    return reference, args, _glu_kwargs(p), {0: "x", 1: "w_gate", 2: "w_up", 3: "w_down"}
+
+
+def ffn_call(ctx: Context, p: dict) -> tuple:
+    args = _ffn_args(ctx, p)
+    return ref.feed_forward, args, {"activation": p["activation"]}, {0: "x", 1: "w_in", 2: "w_out", 3: "b_in",
+                                                                      4: "b_out"}
+
+
+def block_call(ctx: Context, p: dict) -> tuple:
+    return ref.transformer_block, (_block_x(ctx, p), *_sublayers(ctx, p), p["parallel"]), {}, {0: "x"}
+
+
+def _moderate(p: dict) -> dict:
+    """No 'large' inputs (30x) for gradients: a weight's gradient grows as |x|^2 (g^T x through the up projection),
+    past float16's range in the exact result at d_model 4096, which no float16 kernel can represent."""
+    return {**p, "pattern": "normal"} if p.get("pattern") == "large" else p
+
+
+def _smooth(p: dict) -> dict:
+    """Finite differences also without grid values: an all-zero row puts relu's pre-activation exactly on its kink,
+    where central differences see |d| / 2 and autograd's subgradient 0 (and the one step, scaled to the largest
+    input, must stay small where the activations curve, at pre-activations of order 1)."""
+    return {**p, "pattern": "normal"}
+
+
+#: the family's example strategies for gradients (`_moderate`; `_smooth` for finite differences)
+GLU_GRAD_EXAMPLES = ffn_examples().map(_moderate)
+GEGLU_GRAD_EXAMPLES = ffn_examples(approximate=True).map(_moderate)
+FFN_GRAD_EXAMPLES = ffn_examples(activation=True).map(_moderate)
+
+
+def _run_backward(check, ctx: Context, p: dict, call, **kw) -> None:
+    reference, args, kwargs, names = call(ctx, p, **kw)
+    wrt, found = _differentiable(args, kwargs, names)
+    check(ctx, reference, args, kwargs, wrt=wrt, seed=p["seed"], names=found)
+
+
+def _vjp(what: str) -> str:
+    return (f"The vector-Jacobian products for {what} match the float64 reference's within the tolerance policy "
+            "(random cotangents; the reference's own gradient error in the dtype under test is the yardstick).")
+
+
+GRAD_COMPLETE = ("Every input and parameter that requires grad gets a gradient of its own shape, dtype and device, "
+                 "and requiring grad does not change the forward output.")
+GRAD_REPEATABLE = ("Pulling back twice through one graph gives the same gradients, and two backward calls accumulate "
+                   "their sum into .grad.")
+GRAD_FINITE = ("float64: the gradients' directional derivative equals central finite differences of the target's own "
+               "forward along a random direction.")
+GRADCHECK = "torch.autograd.gradcheck (directional form); central differences, O(h^2) truncation"
+AUTOGRAD = "torch.autograd (accumulation into .grad, retain_graph); issue 15"
+GLU_X = "x, w_gate, w_up and w_down"
+
+
+@invariant(row("swiglu.backward.matches_reference", call=glu_call, kw={"reference": ref.swiglu},
+               examples=GLU_GRAD_EXAMPLES, source=GLU_GRAD, statement=_vjp(GLU_X)),
+           row("geglu.backward.matches_reference", call=glu_call, kw={"reference": ref.geglu},
+               examples=GEGLU_GRAD_EXAMPLES, source=GLU_GRAD, statement=_vjp(GLU_X)),
+           row("feed_forward.backward.matches_reference", call=ffn_call, kw={}, examples=FFN_GRAD_EXAMPLES,
+               source=FFN_GRAD, statement=_vjp("x, w_in, w_out and the biases b_in, b_out (when given)")),
+           row("transformer_block.backward.matches_reference", call=block_call, kw={}, examples=_block_examples(),
+               source=BLOCK_GRAD, statement=_vjp("the block input x, serial and parallel")),
+           kind="differential", requires={"backward"}, budget=0.5)
+def check_backward_matches(ctx: Context, p: dict, call, kw: dict) -> None:
+    _run_backward(backward_matches, ctx, p, call, **kw)
+
+
+@invariant(row("swiglu.backward.complete", call=glu_call, kw={"reference": ref.swiglu}, examples=GLU_GRAD_EXAMPLES,
+               source=GLU_GRAD),
+           row("geglu.backward.complete", call=glu_call, kw={"reference": ref.geglu},
+               examples=GEGLU_GRAD_EXAMPLES, source=GLU_GRAD),
+           row("feed_forward.backward.complete", call=ffn_call, kw={},
+               examples=FFN_GRAD_EXAMPLES.map(lambda p: {**p, "bias": True}),  # every parameter's gradient
+               source=FFN_GRAD),
+           row("transformer_block.backward.complete", call=block_call, kw={}, examples=_block_examples(),
+               source=BLOCK_GRAD),
+           statement=GRAD_COMPLETE, requires={"backward"}, budget=0.5)
+def check_backward_complete(ctx: Context, p: dict, call, kw: dict) -> None:
+    _run_backward(backward_complete, ctx, p, call, **kw)
+
+
+@invariant(row("swiglu.backward.repeatable", call=glu_call, kw={"reference": ref.swiglu}, examples=GLU_GRAD_EXAMPLES),
+           row("geglu.backward.repeatable", call=glu_call, kw={"reference": ref.geglu},
+               examples=GEGLU_GRAD_EXAMPLES),
+           row("feed_forward.backward.repeatable", call=ffn_call, kw={}, examples=FFN_GRAD_EXAMPLES),
+           row("transformer_block.backward.repeatable", call=block_call, kw={}, examples=_block_examples()),
+           statement=GRAD_REPEATABLE, source=AUTOGRAD, requires={"backward"}, budget=0.5)
+def check_backward_repeatable(ctx: Context, p: dict, call, kw: dict) -> None:
+    _run_backward(backward_repeatable, ctx, p, call, **kw)
+
+
+@invariant(row("swiglu.backward.finite_differences", call=glu_call, kw={"reference": ref.swiglu},
+               examples=GLU_GRAD_EXAMPLES.map(_smooth)),
+           row("geglu.backward.finite_differences", call=glu_call, kw={"reference": ref.geglu},
+               examples=GEGLU_GRAD_EXAMPLES.map(_smooth)),
+           row("feed_forward.backward.finite_differences", call=ffn_call, kw={},
+               examples=FFN_GRAD_EXAMPLES.map(_smooth)),
+           row("transformer_block.backward.finite_differences", call=block_call, kw={}, examples=_block_examples()),
+           statement=GRAD_FINITE, source=GRADCHECK, requires={"backward"}, dtypes=(torch.float64,), budget=0.5)
+def check_backward_finite_differences(ctx: Context, p: dict, call, kw: dict) -> None:
+    _run_backward(backward_finite_differences, ctx, p, call, **kw)

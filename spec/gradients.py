@@ -150,8 +150,11 @@ def _replaced(value: Any, new: dict[int, torch.Tensor], counter: list[int]) -> A
 
 #: central differences in float64 with this step (relative to the input's scale): truncation ~h^2, rounding ~eps/h
 FD_STEP = 1e-6
-#: allowed |directional derivative - <gradient, direction>| relative to the sum of |terms| of the dot product
+#: allowed |directional derivative - <gradient, direction>| relative to the sum of |terms| of the dot product, plus
+#: FD_ROUNDING_ULPS float64 ulps of the forward's outputs (weighted by the cotangents) divided by the step
 FD_RELATIVE = 1e-5
+FD_ROUNDING_ULPS = 16.0
+FD_EPS = torch.finfo(torch.float64).eps
 
 
 def backward_finite_differences(ctx: Context, reference: Callable, args: tuple, kwargs: dict | None = None,
@@ -163,20 +166,27 @@ def backward_finite_differences(ctx: Context, reference: Callable, args: tuple, 
     grads = gradient_of(ctx, reference, args, kwargs, wrt, seed, names)
     inputs = _tensors((args, kwargs))
     gen = torch.Generator().manual_seed(seed * 31 + 7)
-    directions = [torch.randn(inputs[i].shape, generator=gen, dtype=torch.float64).to(ctx.device) for i in wrt]
+    # a random direction over the finite entries (an input's -inf, a masked logit, stays where it is)
+    directions = [torch.randn(inputs[i].shape, generator=gen, dtype=torch.float64).to(ctx.device)
+                  * torch.isfinite(inputs[i]) for i in wrt]
     cotangents = cotangents_for(reference(*to64(args), **to64(kwargs)), seed, ctx.dtype, ctx.device)
     # one step for every input keeps the quotient a single directional derivative
-    h = FD_STEP * max([1.0] + [float(inputs[i].abs().max()) for i in wrt if inputs[i].numel()])
+    h = FD_STEP * max([1.0] + [float(inputs[i][torch.isfinite(inputs[i])].abs().max()) for i in wrt
+                               if torch.isfinite(inputs[i]).any()])
     plus = _replaced((args, kwargs), {i: inputs[i] + h * d for i, d in zip(wrt, directions)}, [0])
     minus = _replaced((args, kwargs), {i: inputs[i] - h * d for i, d in zip(wrt, directions)}, [0])
-    f_plus = [t for t in _tensors(ctx.target(*plus[0], **plus[1])) if t.is_floating_point()]
-    f_minus = [t for t in _tensors(ctx.target(*minus[0], **minus[1])) if t.is_floating_point()]
+    with torch.no_grad():  # forward values only (in-process, a module's own parameters would build a graph)
+        f_plus = [t for t in _tensors(ctx.target(*plus[0], **plus[1])) if t.is_floating_point()]
+        f_minus = [t for t in _tensors(ctx.target(*minus[0], **minus[1])) if t.is_floating_point()]
     numeric = sum(float((c * (a - b)).sum()) for c, a, b in zip(cotangents, f_plus, f_minus)) / (2 * h)
     analytic = sum(float((g * d).sum()) for g, d in zip(grads, directions))
     magnitude = sum(float((g * d).abs().sum()) for g, d in zip(grads, directions))
-    allowed = FD_RELATIVE * max(magnitude, abs(numeric), 1e-300)
+    # the forward's own rounding, divided by the step: what a saturated or large output costs the quotient
+    rounding = sum(float((c.abs() * (a.abs() + b.abs())).sum()) for c, a, b in zip(cotangents, f_plus, f_minus))
+    allowed = FD_RELATIVE * max(magnitude, abs(numeric), 1e-300) + FD_ROUNDING_ULPS * FD_EPS * rounding / (2 * h)
     if not abs(numeric - analytic) <= allowed:
         a, n = show(analytic, numeric)
         ctx.fail(f"the gradients' directional derivative sum_i <grad_i, d_i> = {a}, but central differences of the "
                  f"target's own forward give {n} (step {h:.3g}; allowed deviation {allowed:.3g} = {FD_RELATIVE:g} x "
-                 "the sum of |terms|)", analytic=analytic, numeric=numeric, allowed=allowed)
+                 "the sum of |terms| + the forward's rounding over the step)",
+                 analytic=analytic, numeric=numeric, allowed=allowed)

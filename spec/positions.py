@@ -13,6 +13,8 @@ from ..reference import positions as ref
 from .checks import (PROPERTY_ULPS, assert_agree, assert_equal, assert_matches, assert_within, call, eps_units,
                      reference_pair, to64)
 from .core import Component, Context, Violation, invariant, row
+from .gradients import BACKWARD, backward_complete, backward_finite_differences, backward_matches, backward_repeatable
+from .gradients import cotangents_for, gradient_of
 from .strategies import TILE_EDGES, layouts, materialize, patterns, scaled, seeds, sizes
 from .tolerance import compare
 
@@ -60,7 +62,7 @@ ROPE = Component(
     signature="rope(x: Float[B, H, L, D], positions: Int64[L], theta: float = 10000.0) -> Float[B, H, L, D]",
     summary="Rotary position embedding, rotate-half convention (HF Llama, GPT-NeoX): x cos + rotate_half(x) sin.",
     reference=ref.rope,
-    features=FEATURES,
+    features={**FEATURES, **BACKWARD},
 )
 
 ROPE_INTERLEAVED = Component(
@@ -69,7 +71,7 @@ ROPE_INTERLEAVED = Component(
     "-> Float[B, H, L, D]",
     summary="Rotary position embedding on adjacent pairs (GPT-J, Meta's original Llama).",
     reference=ref.rope_interleaved,
-    features=FEATURES,
+    features={**FEATURES, **BACKWARD},
 )
 
 
@@ -410,6 +412,7 @@ ROPE_LLAMA3 = Component(
     "-> Float[B, H, L, D]",
     summary="Rotate-half RoPE with Llama 3.1 frequency scaling (HF rope_type 'llama3').",
     reference=ref.rope_llama3,
+    features=BACKWARD,
 )
 
 
@@ -555,6 +558,7 @@ LEARNED_POSITIONS = Component(
     summary="Learned absolute positional embeddings (GPT-2 wpe): a table lookup that refuses positions outside the "
     "table.",
     reference=ref.embedding,
+    features=BACKWARD,
 )
 
 
@@ -696,3 +700,110 @@ def check_short_context_unchanged(ctx: Context, p: dict) -> None:
         idx, out = _crop(ctx, {**p, "context_size": size})
         assert_equal(ctx, out, idx, f"a context of {p['T']} tokens within context_size {size}, which must be "
                      "returned unchanged")
+
+
+# --- backward passes (issue 15) --------------------------------------------------------------------------------
+# RoPE is linear in x: y = R(m theta) x, so its vector-Jacobian product is R(m theta)^T g = R(-m theta) g (the
+# rotation back). An embedding lookup's is a scatter-add of the output gradient into the looked-up rows
+# (torch derivatives.yaml: embedding -> embedding_backward); positions are integers and get no gradient.
+
+AUTOGRAD = "torch tools/autograd/derivatives.yaml and autograd's chain rule"
+ROPE_VJP = f"{SU} (R_m orthogonal: the VJP is R_m^T g = R_(-m) g); {AUTOGRAD}"
+EMBEDDING_VJP = ("torch tools/autograd/derivatives.yaml (embedding: embedding_backward, an index_add of grad into "
+                 "weight)")
+
+
+def backward_call(ctx: Context, p: dict, component: str) -> tuple:
+    """(reference, args, kwargs, wrt, names) of one example of `component`'s backward: x for the rotations (the
+    positions are integers), the table for learned positions."""
+    if component == "learned_positions":
+        positions, table = _embedding_inputs(ctx, p)
+        return ref.embedding, (positions, table), {}, [1], ["weight"]
+    x, positions = rope_inputs(ctx, p)
+    if component == "rope_llama3":
+        return ref.rope_llama3, (x, positions, *_scaling(p)), {}, [0], ["x"]
+    return getattr(ref, component), (x, positions), _theta_kwargs(p), [0], ["x"]
+
+
+def _frequencies(component: str, p: dict, dim: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    if component == "rope_llama3":
+        return ref.llama3_inv_freq(dim, *_scaling(p), dtype=dtype)
+    return ref.rope_inv_freq(dim, p["theta"], dtype)
+
+
+def rotation_vjp_matches(ctx: Context, p: dict, component: str) -> None:
+    """The target's gradient of x against R(-m theta) g, the VJP of the rotation y = R(m theta) x (R orthogonal), with
+    the forward's reference and witness (rotary_reference_pair) applied to the cotangent g at positions -m: the
+    yardstick then carries the angle error m * f * eps that every implementation has, as the forward's does."""
+    reference, args, kwargs, wrt, names = backward_call(ctx, p, component)
+    x, positions = args[0], args[1]
+    (grad,) = gradient_of(ctx, reference, args, kwargs, wrt, p["seed"], names)
+    (cotangent,) = cotangents_for(x, p["seed"], ctx.dtype, ctx.device)  # what gradient_of pulled back
+    d = x.shape[-1]
+    ref64, lowp = rotary_reference_pair(cotangent, -positions, _frequencies(component, p, d),
+                                        lambda: _frequencies(component, p, d, torch.float32),
+                                        component == "rope_interleaved")
+    assert_matches(ctx, grad, ref64, lowp, what="gradient of x (vs R(-m theta) g, the rotation back)",
+                   bound="normwise")
+
+
+_BACKWARD_EXAMPLES = {"rope": rope_examples(), "rope_interleaved": rope_examples(), "rope_llama3": _llama3_examples(),
+                      "learned_positions": _embedding_examples()}
+_WRT = {"rope": "x", "rope_interleaved": "x", "rope_llama3": "x", "learned_positions": "the table (weight)"}
+
+
+def _rows(kind: str, statement: str, source: dict | None = None) -> list:
+    """One row per differentiable component of the family, with its examples and what it differentiates."""
+    source = source or {}
+    return [row(f"{c}.backward.{kind}", component=c, examples=_BACKWARD_EXAMPLES[c],
+                statement=statement.format(wrt=_WRT[c]),
+                source=source.get(c, EMBEDDING_VJP if c == "learned_positions" else ROPE_VJP))
+            for c in _BACKWARD_EXAMPLES]
+
+
+@invariant(*_rows("matches_reference", "The vector-Jacobian product for {wrt} matches the float64 reference's within "
+                  "the tolerance policy (random cotangents; the integer positions are not differentiable)."),
+           kind="differential", requires={"backward"}, budget=0.5)
+def check_backward_matches(ctx: Context, p: dict, component: str) -> None:
+    if component != "learned_positions":
+        return rotation_vjp_matches(ctx, p, component)
+    reference, args, kwargs, wrt, names = backward_call(ctx, p, component)
+    backward_matches(ctx, reference, args, kwargs, wrt, p["seed"], names)
+
+
+@invariant(*_rows("complete", "{wrt} gets a gradient of its own shape, dtype and device when it requires grad, and "
+                  "requiring grad does not change the output."),
+           requires={"backward"}, budget=0.5)
+def check_backward_complete(ctx: Context, p: dict, component: str) -> None:
+    reference, args, kwargs, wrt, names = backward_call(ctx, p, component)
+    backward_complete(ctx, reference, args, kwargs, wrt, p["seed"], names)
+
+
+@invariant(*_rows("repeatable", "Pulling back twice through one graph gives the same gradient for {wrt}, and two "
+                  "backward calls accumulate their sum into .grad."),
+           requires={"backward"}, budget=0.5)
+def check_backward_repeatable(ctx: Context, p: dict, component: str) -> None:
+    reference, args, kwargs, wrt, names = backward_call(ctx, p, component)
+    backward_repeatable(ctx, reference, args, kwargs, wrt, p["seed"], names)
+
+
+@invariant(*_rows("finite_differences", "float64: the gradient for {wrt} agrees with central finite differences of "
+                  "the target's own forward along a random direction."),
+           requires={"backward"}, dtypes=(torch.float64,), budget=0.5)
+def check_backward_finite_differences(ctx: Context, p: dict, component: str) -> None:
+    reference, args, kwargs, wrt, names = backward_call(ctx, p, component)
+    backward_finite_differences(ctx, reference, args, kwargs, wrt, p["seed"], names)
+
+
+@invariant("learned_positions.backward.unused_rows_zero", examples=_embedding_examples(), requires={"backward"},
+           budget=0.5, source=EMBEDDING_VJP,
+           statement="Table rows that no position looks up get exactly zero gradient (the output does not depend on "
+           "them); a looked-up row's gradient is the sum of its output rows' cotangents.")
+def check_unused_rows_zero(ctx: Context, p: dict) -> None:
+    positions, table = _embedding_inputs(ctx, p)
+    (grad,) = gradient_of(ctx, ref.embedding, (positions, table), {}, [1], p["seed"], ["weight"])
+    unused = torch.ones(p["P"], dtype=torch.bool)
+    unused[positions.reshape(-1).cpu()] = False
+    got = grad.cpu()[unused]
+    assert_equal(ctx, got, torch.zeros_like(got), f"gradient of the {int(unused.sum())} table rows no position "
+                 "looks up")

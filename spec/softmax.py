@@ -9,8 +9,11 @@ from hypothesis import strategies as st
 
 from ..reference import softmax as ref
 from ..reference.norms import opmath_dtype
-from .checks import PROPERTY_ULPS, assert_agree, assert_each_within, assert_matches, call, reference_pair, show, to64
-from .core import Component, Context, invariant
+from .backward import run_backward
+from .checks import (PROPERTY_ULPS, assert_agree, assert_each_within, assert_matches, call, perturb_ulp, reference_pair,
+                     show, to64, to_cpu)
+from .core import Component, Context, invariant, row
+from .gradients import BACKWARD, backward_complete, backward_finite_differences, backward_repeatable, cotangents_for
 from .strategies import TILE_EDGES, layouts, materialize, patterns, scaled, seeds, sizes
 
 #: row lengths at the edges of the tiles softmax kernels loop over (1024-4096 columns a block) and past int16 / 65536
@@ -40,6 +43,7 @@ SOFTMAX = Component(
     summary="exp(x_i - max x) / sum_j exp(x_j - max x) along `dim`.",
     reference=ref.softmax,
     bound="elementwise",
+    features=dict(BACKWARD),
 )
 
 
@@ -164,6 +168,7 @@ TEMPERATURE_SOFTMAX = Component(
     summary="softmax(logits / temperature) over the last axis.",
     reference=ref.temperature_softmax,
     bound="elementwise",
+    features=dict(BACKWARD),
 )
 
 
@@ -238,3 +243,119 @@ def check_entropy_monotone(ctx: Context, p: dict) -> None:
             e1, e2 = show(float(h1.flatten()[at]), float(h2.flatten()[at]))
             ctx.fail(f"entropy decreased from {e1} nats at T={t1:g} to {e2} at T={t2:g} (by {drop:.3g}; allowed "
                      f"{slack:.3g})", max_abs=drop)
+
+
+# --- backward -------------------------------------------------------------------------------------------
+
+#: the vector-Jacobian product of p = softmax(x) along dim: dx = p * (g - <p, g>) (J = diag(p) - p p^T)
+SOFTMAX_GRAD = ("torch tools/autograd/derivatives.yaml, _softmax: _softmax_backward_data(grad, result, dim), "
+                "dx = p * (g - sum_dim(p g)) (the Jacobian diag(p) - p p^T)")
+TEMPERATURE_GRAD = f"{SOFTMAX_GRAD}; chain rule through logits / T: dz = (p * (g - sum(p g))) / T"
+
+
+def _backward_call(ctx: Context, p: dict, component: str) -> tuple[tuple, object]:
+    """The call's arguments and reference: softmax(x, dim) or temperature_softmax(logits, T); only the first
+    argument is differentiable (dim and T are Python numbers)."""
+    if component == "softmax":
+        return (_input(ctx, p), p["dim"]), ref.softmax
+    return (_logits(ctx, p), p["temperature"]), ref.temperature_softmax
+
+
+def _reference_grad(reference, args: tuple, cotangent: torch.Tensor) -> torch.Tensor:
+    result = run_backward(reference, args, {}, [0], [cotangent])
+    if "problem" in result:
+        raise RuntimeError(f"the reference's backward: {result['problem']}")  # a bug in the spec, not the target
+    return to64(result["grads"][0])
+
+
+def backward_matches_reference(ctx: Context, reference, args: tuple, dim: int, scale: float, seed: int,
+                               name: str) -> None:
+    """gradients.backward_matches with the witness widened as the forward's is (SUM_ULPS): dx_i = p_i (g_i - <p, g>)
+    s (s = 1 / T) and a kernel sums <p, g> over the row in opmath in its own order, an error of up to ~sqrt(n)
+    eps(opmath) sum_j |p_j g_j| in every element's p_i <p, g> (torch's float32 backward over 32000 tied logits: 12
+    eps at the output's scale, 20x the reference's own sum); a dropped or wrong term still shows."""
+    args64 = to64(args)
+    p64 = reference(*args64)
+    cotangents = cotangents_for(p64, seed, ctx.dtype, ctx.device)
+    g64 = to64(cotangents[0])
+    ref64 = _reference_grad(reference, args64, g64)
+    if ctx.dtype == torch.float64:
+        witness = _reference_grad(reference, perturb_ulp(args64, torch.Generator().manual_seed(0)), g64)
+    else:
+        witness = _reference_grad(reference, to_cpu(args), cotangents[0].cpu())
+    n = p64.shape[dim] if p64.dim() else 1
+    reduction = (p64 * g64).abs().sum(dim=dim, keepdim=True)
+    rounding = SUM_ULPS * math.sqrt(n) * torch.finfo(opmath_dtype(ctx.dtype)).eps * p64 * reduction * abs(scale)
+    error = witness - ref64
+    widened = ref64 + torch.where(error < 0, -1.0, 1.0) * torch.maximum(error.abs().nan_to_num(nan=0.0), rounding)
+    result = ctx.target.vjp(args, {}, [0], cotangents)
+    if "problem" in result:
+        ctx.fail(f"backward: {result['problem']}")
+    grad = result["grads"][0]
+    if grad is None:
+        ctx.fail(f"gradient of {name}: the input got no gradient although it requires grad and the output depends on "
+                 "it")
+    assert_matches(ctx, grad, ref64, widened, what=f"gradient of {name}", bound="normwise")
+
+
+def _backward(check, ctx: Context, p: dict, component: str) -> None:
+    args, reference = _backward_call(ctx, p, component)
+    check(ctx, reference, args, {}, wrt=[0], seed=p["seed"], names=["input" if component == "softmax" else "logits"])
+
+
+@invariant(
+    row("softmax.backward.matches_reference", component="softmax", examples=_tensor_and_dim(), source=SOFTMAX_GRAD,
+        statement="The vector-Jacobian product for the input, p * (g - <p, g>) along dim, matches the float64 "
+        "reference's within the tolerance policy, for every dim and layout."),
+    row("temperature_softmax.backward.matches_reference", component="temperature_softmax",
+        examples=_temperature_examples(), source=TEMPERATURE_GRAD,
+        statement="The vector-Jacobian product for the logits, p * (g - <p, g>) / T, matches the float64 "
+        "reference's within the tolerance policy."),
+    kind="differential", requires={"backward"}, budget=0.5)
+def check_backward_matches(ctx: Context, p: dict, component: str) -> None:
+    args, reference = _backward_call(ctx, p, component)
+    dim, scale = (p["dim"], 1.0) if component == "softmax" else (-1, 1.0 / p["temperature"])
+    backward_matches_reference(ctx, reference, args, dim, scale, p["seed"], "input" if component == "softmax" else
+                               "logits")
+
+
+@invariant(
+    row("softmax.backward.complete", component="softmax", examples=_tensor_and_dim(), source=SOFTMAX_GRAD),
+    row("temperature_softmax.backward.complete", component="temperature_softmax", examples=_temperature_examples(),
+        source=TEMPERATURE_GRAD),
+    statement="An input that requires grad gets a gradient of its shape, dtype and device, and requiring grad does "
+    "not change the forward output.",
+    requires={"backward"}, budget=0.5)
+def check_backward_complete(ctx: Context, p: dict, component: str) -> None:
+    _backward(backward_complete, ctx, p, component)
+
+
+@invariant(
+    row("softmax.backward.repeatable", component="softmax", examples=_tensor_and_dim(), source=SOFTMAX_GRAD),
+    row("temperature_softmax.backward.repeatable", component="temperature_softmax",
+        examples=_temperature_examples(), source=TEMPERATURE_GRAD),
+    statement="Two pull-backs through one graph give the same gradient, and two backward calls accumulate their "
+    "sum into .grad.",
+    requires={"backward"}, budget=0.5)
+def check_backward_repeatable(ctx: Context, p: dict, component: str) -> None:
+    _backward(backward_repeatable, ctx, p, component)
+
+
+def _conditioned(p: dict) -> dict:
+    """FD_RELATIVE grants no rounding of the forward: where a row saturates (p_max = 1 - 1e-95 at T = 0.25 on
+    'large' logits) central differences lose the change of p_max to its ulp. 'normal' logits at T >= 1 keep every
+    p_i >= ~1e-5, so the quotient carries the derivative."""
+    return {**p, "pattern": "normal", **({"temperature": max(1.0, p["temperature"])} if "temperature" in p else {})}
+
+@invariant(
+    row("softmax.backward.finite_differences", component="softmax", examples=_tensor_and_dim().map(_conditioned),
+        source=f"{SOFTMAX_GRAD}; torch.autograd.gradcheck (one random direction)"),
+    row("temperature_softmax.backward.finite_differences", component="temperature_softmax",
+        examples=_temperature_examples().map(_conditioned),
+        source=f"{TEMPERATURE_GRAD}; torch.autograd.gradcheck (one random direction)"),
+    statement="In float64 the gradient's directional derivative along a random direction agrees with central "
+    "differences of the target's own forward.",
+    requires={"backward"}, dtypes=(torch.float64,), budget=0.5)
+def check_backward_finite_differences(ctx: Context, p: dict, component: str) -> None:
+    _backward(backward_finite_differences, ctx, p, component)
+

@@ -104,18 +104,20 @@ def test_cli_conforming_target_exits_0_and_writes_json_and_junit_reports(tmp_pat
     report, junit = tmp_path / "r.json", tmp_path / "r.xml"
     proc = run_cli("check", "softmax", "--target", "torch:softmax", "--report", str(report), "--junit", str(junit))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "summary: 16 pass, 0 fail" in proc.stdout
+    assert "summary: 29 pass, 0 fail" in proc.stdout  # 16 forward, 13 gradient (docs/backward.md)
     data = json.loads(report.read_text())
     assert data["schema_version"] == 1 and data["component"] == "softmax"
     assert data["target"]["torch_version"] == torch.__version__ and data["target"]["device"] == "cpu"
     summary = data["summary"]
-    assert summary.pop("examples_checked") >= 16
-    assert summary == {"pass": 16, "fail": 0, "crash": 0, "timeout": 0, "unsupported": 0, "error": 0, "exit_code": 0}
+    assert summary.pop("examples_checked") >= 29
+    assert summary == {"pass": 29, "fail": 0, "crash": 0, "timeout": 0, "unsupported": 0, "error": 0, "exit_code": 0}
     first = data["results"][0]
     assert {"invariant", "dtype", "verdict", "examples", "max_abs_error", "mean_abs_error", "max_eps_error", "counterexample"} <= set(first)
     assert first["examples"] > 0 and first["max_abs_error"] is not None
     suite = ET.parse(junit).getroot()
-    assert suite.get("tests") == "16" and suite.get("failures") == "0"
+    assert suite.get("tests") == "29" and suite.get("failures") == "0"
+    forward_only = run_cli("check", "softmax", "--target", "torch:softmax", "--no-backward", "-q")
+    assert forward_only.returncode == 0 and "summary: 16 pass, 0 fail" in forward_only.stdout, forward_only.stdout
 
 
 def test_cli_failing_target_reports_counterexample_in_json_and_junit(tmp_path):

@@ -47,12 +47,14 @@ def test_plugin_unsupported_is_skipped_and_bad_target_is_a_usage_error():
 def test_only_lmspec_items_are_collected_from_the_repository_root_and_the_header_counts_them():
     proc = run_pytest("--lmspec-target", "softmax=torch:softmax", "-k", "shift_invariance", "--collect-only")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "collected 16 items / 12 deselected / 4 selected" in proc.stdout, proc.stdout
-    assert "4/16 tests collected (12 deselected)" in proc.stdout
+    assert "collected 29 items / 25 deselected / 4 selected" in proc.stdout, proc.stdout
+    assert "4/29 tests collected (25 deselected)" in proc.stdout
+    forward = run_pytest("--lmspec-target", "softmax=torch:softmax", "--lmspec-no-backward", "--collect-only", "-q")
+    assert forward.returncode == 0 and "16 tests collected" in forward.stdout, forward.stdout
     assert "<Module" not in proc.stdout and "test_" not in proc.stdout and "testpaths" not in proc.stdout, proc.stdout
     # explicit paths are not collected either: only the targets are checked
     tests = run_pytest("--lmspec-target", "softmax=torch:softmax", "tests/test_plugin.py", "--collect-only", "-q")
-    assert tests.returncode == 0 and "test_plugin" not in tests.stdout and "16 tests collected" in tests.stdout, \
+    assert tests.returncode == 0 and "test_plugin" not in tests.stdout and "29 tests collected" in tests.stdout, \
         tests.stdout + tests.stderr
 
 

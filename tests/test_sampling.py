@@ -87,6 +87,27 @@ def test_torch_cross_entropy_conforms():
     assert overflow.verdict == "fail" and "non-finite" in overflow.message, overflow.message
 
 
+def test_torch_cross_entropy_backward_conforms_but_float16_drops_the_softmax_term_at_a_real_vocabulary():
+    """Forward and backward in every dtype on the drawn examples (float16 included: the gradient invariants only);
+    at the forward's overflow example (V = 128256 near-equal logits) torch's CPU float16 log-softmax is -inf, so its
+    backward returns -onehot(t) / N without softmax(x) / N (each ~8e-6, below float16's eps at the gradient's
+    scale, so the normwise differential check cannot see it): each row's gradient sums to -1/N instead of 0."""
+    component = get_component("cross_entropy")
+    target = load_target("torch.nn.functional:cross_entropy", "cross_entropy")
+    backward = [i.id for i in component.invariants if "backward" in i.requires]
+    results = run_component(component, target, CONFIG, dtypes=["float16"], only=backward)
+    assert_conforms(results)
+    assert all(r.verdict == "pass" for r in results)
+    overflow = {"B": 1, "V": 128256, "layout": "contiguous", "pattern": "flat", "seed": 0, "split": 1}
+    summed = run_invariant(component, component.invariant("cross_entropy.backward.rows_sum_to_zero"), target,
+                           torch.float16, CONFIG, replay=overflow)
+    assert summed.verdict == "fail" and "row 0's gradient" in summed.message, summed.message
+    for dtype in (torch.float32, torch.bfloat16):
+        fine = run_invariant(component, component.invariant("cross_entropy.backward.rows_sum_to_zero"), target, dtype,
+                             CONFIG, replay=overflow)
+        assert fine.verdict == "pass", fine.message
+
+
 def test_hf_top_p_conforms_with_any_tie_rule_but_declares_none():
     """HF resolves boundary ties by torch.sort order, which torch does not fix (CPU sort is not stable past a few
     elements): the default top_p_ties=any accepts it; the reference's own rule (highest ids kept) is checkable."""

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ...reference import attention as ref
 from ..checks import PROPERTY_ULPS, assert_agree, assert_each_within, assert_equal, call, differential, show, to64
 from ..core import Component, Context, Option, invariant, row
+from ..gradients import BACKWARD
 from ..guard import expect_tensor
 from ..strategies import seeds
 from .inputs import attention_examples, output_shape, qkv
@@ -52,6 +53,7 @@ ATTENTION = Component(
         "gqa": "`enable_gqa=True` with fewer KV heads than query heads",
         "dropout": "`dropout_p > 0` (training-mode attention dropout)",
         "lq_ne_lk": "query and key lengths that differ",
+        **BACKWARD,
     },
 )
 

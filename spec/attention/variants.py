@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from ...reference import attention as ref
 from ..checks import assert_agree, assert_equal, assert_matches, call, differential, reference_pair, to64
 from ..core import Component, Context, invariant, row
+from ..gradients import BACKWARD
 from ..guard import expect_tensor
 from ..strategies import TILE_EDGES, layouts, materialize, scaled, seeds, sizes
 from .inputs import attention_examples, output_shape, qkv
@@ -27,7 +28,7 @@ MULTI_HEAD = Component(
     summary="Self-attention with nn.Linear-layout projections, H query heads sharing Hkv KV heads (MHA, GQA, MQA); "
     "no RoPE.",
     reference=ref.multi_head_attention,
-    features={"ev_ne_e": "a value head dim Ev different from the query/key head dim E"},
+    features={"ev_ne_e": "a value head dim Ev different from the query/key head dim E", **BACKWARD},
 )
 
 
@@ -155,6 +156,7 @@ SLIDING_WINDOW = Component(
     "Hugging Face (Mistral, Qwen2) sliding_window = window, FlashAttention window_size = (window - 1, 0). Mistral's "
     "original one_file_ref.py prefill mask admits window + 1 keys (docs/conventions.md).",
     reference=ref.sliding_window_attention,
+    features={**BACKWARD},
 )
 
 
@@ -213,6 +215,7 @@ CACHED = Component(
     summary="One decoding step with a KV cache: append the new keys/values and attend causally; new query t sits at "
     "position Lpast + t.",
     reference=ref.cached_attention,
+    features={**BACKWARD},
 )
 
 
@@ -310,6 +313,7 @@ MLA = Component(
     summary="Causal MLA: keys/values from a shared latent c_KV = W_DKV x, plus a decoupled RoPE key shared by all "
     "heads (rotate-half RoPE at positions 0..L-1); scale 1/sqrt(E + Er). No query compression.",
     reference=ref.multi_head_latent_attention,
+    features={**BACKWARD},
 )
 
 

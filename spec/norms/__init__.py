@@ -1,3 +1,3 @@
 """Norms family: RMSNorm and LayerNorm; BatchNorm, residual orders and QK-norm."""
 
-from . import rms_layer, variants  # noqa: F401  (they declare the components)
+from . import gradients, rms_layer, variants  # noqa: F401  (they declare the components and invariants)

@@ -12,6 +12,7 @@ from ...reference import norms as ref
 from ..checks import (PROPERTY_ULPS, assert_agree, assert_each_within, assert_matches, call, differential,
                       reference_pair, to64)
 from ..core import Component, Context, Option, Violation, invariant
+from ..gradients import BACKWARD
 from ..strategies import TILE_EDGES, layouts, materialize, patterns, scaled, seeds, sizes
 from ..tolerance import eps as machine_eps
 from .closeness import layer_norm_condition
@@ -56,6 +57,7 @@ RMS_NORM = Component(
     # LayerNorm's (x_i - mean) * r * w_i + b_i carries rounding at the scale |x_i| r (torch's x * scale + shift
     # form): relative to a small element that is many eps, so layer_norm keeps the norm-wise bound (docs/norms.md).
     bound="elementwise",
+    features=dict(BACKWARD),
 )
 
 
@@ -332,6 +334,7 @@ LAYER_NORM = Component(
     "(torch.nn.functional.layer_norm)",
     summary="(x - mean) / sqrt(biased variance + eps) * weight + bias over the trailing normalized dims.",
     reference=ref.layer_norm,
+    features=dict(BACKWARD),
 )
 
 

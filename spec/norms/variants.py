@@ -13,6 +13,7 @@ from ...reference.positions import rope as rope_reference
 from ..checks import (PROPERTY_ULPS, assert_agree, assert_equal, assert_matches, call, differential, reference_pair,
                       show, to64)
 from ..core import Component, Context, Option, invariant
+from ..gradients import BACKWARD
 from ..guard import expect_tensor
 from ..strategies import TILE_EDGES, layouts, materialize, scaled, seeds, sizes
 from ..tolerance import eps as machine_eps
@@ -30,6 +31,7 @@ BATCH_NORM = Component(
     summary="Per-channel normalization with the batch's statistics (training) or the running ones (eval). Checks pass "
     "running statistics only in eval mode: torch updates them in place in training mode, which the harness forbids.",
     reference=ref.batch_norm,
+    features=dict(BACKWARD),
 )
 
 
@@ -172,6 +174,7 @@ RESIDUAL_BLOCK = Component(
     "-> Float[*batch, D]",
     summary="pre-norm x + F(Norm(x)) (GPT-2, Llama) or post-norm Norm(x + F(x)) (original Transformer, BERT).",
     reference=ref.residual_block,
+    features=dict(BACKWARD),
 )
 
 
@@ -201,14 +204,9 @@ def _callables(ctx: Context, p: dict):
 
     w_sub, gain, shift = mk((d, d), 11, d**-0.5), mk((d,), 12, 0.3) + 1, mk((d,), 13, 0.3)
 
-    def sublayer(h):
-        return torch.tanh(h @ w_sub.to(h.device, h.dtype).T)
-
-    def norm(h):
-        w, b = gain.to(h.device, h.dtype), shift.to(h.device, h.dtype)
-        return ref.layer_norm(h, (d,), w, b) if p["norm"] == "layer_norm" else ref.rms_norm(h, (d,), w, 1e-6)
-
-    return sublayer, norm
+    # objects of lmspec.reference cross to a worker by value: gradients flow through them where the target runs
+    shift = shift if p["norm"] == "layer_norm" else None
+    return ref.Projection(w_sub), ref.AffineNorm(p["norm"], gain, shift)
 
 
 def _block_x(ctx: Context, p: dict) -> torch.Tensor:
@@ -270,6 +268,7 @@ QK_NORM = Component(
     summary="RMSNorm of queries and keys (with their weights), then rotate-half RoPE (theta 10000) at `positions`.",
     reference=ref.qk_norm,
     options=(QK_SCOPE,),
+    features=dict(BACKWARD),
 )
 
 

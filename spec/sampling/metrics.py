@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from ...reference import sampling as ref
 from ..checks import PROPERTY_ULPS, assert_agree, assert_within, call, differential, show, to64
 from ..core import Component, Context, invariant
+from ..gradients import BACKWARD
 from .inputs import VOCAB_EDGES, VOCABS, logits, logits_examples, token_ids
 
 SHANNON = "Shannon 1948, A Mathematical Theory of Communication, sec. 6"
@@ -30,6 +31,7 @@ ENTROPY = Component(
     signature="entropy(logits: Float[*B, V]) -> Float[*B]  (nats, of softmax(logits); -inf logits have no mass)",
     summary="Shannon entropy of softmax(logits) in nats.",
     reference=ref.entropy,
+    features=BACKWARD,
 )
 
 
@@ -96,6 +98,8 @@ CROSS_ENTROPY = Component(
     "(torch.nn.functional.cross_entropy, mean over rows)",
     summary="Mean over rows of -log softmax(input)[target], in nats.",
     reference=ref.cross_entropy,
+    features={**BACKWARD, "ignore_index": "targets equal to -100 (torch's default ignore_index) are left out of the "
+              "loss"},
 )
 
 
@@ -162,6 +166,7 @@ PERPLEXITY = Component(
     signature="perplexity(logits: Float[N, V], target: Int[N]) -> Float[]",
     summary="exp(mean cross-entropy): the exponential of the mean, not the mean of exponentials.",
     reference=ref.perplexity,
+    features=BACKWARD,
 )
 
 

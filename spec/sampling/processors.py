@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from ...reference import sampling as ref
 from ..checks import PROPERTY_ULPS, assert_within, differential, expect_tensor, show, to64
 from ..core import Component, Context, Option, invariant
+from ..gradients import BACKWARD
 from ..strategies import layouts, relayout, scaled, seeds, sizes
 from .inputs import (HF, VLLM, eps, listed, logits, logits_examples, mass_slack, midgap, ratio_slack,
                      temperature_examples, threshold_examples, top_p_examples)
@@ -94,6 +95,7 @@ TEMPERATURE = Component(
     signature="temperature(logits: Float[B, V], t: float > 0) -> Float[B, V]  (logits / t)",
     summary="logits / t: t < 1 sharpens, t > 1 flattens, t -> 0 is greedy.",
     reference=ref.temperature,
+    features=BACKWARD,
     bound="elementwise",  # processed logits / probabilities: every element is a value in its own right
 )
 

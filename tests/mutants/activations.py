@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .gradients import detached_output, drifting_backward, zero_backward
+
 
 def _up(x):
     return x.double() if x.dtype == torch.float64 else x.float()
@@ -171,6 +173,86 @@ def dropout_p_one_nan(input, p=0.5, training=True, inplace=False):
     return input * keep / (1 - p) if p < 1 else input * keep * float("inf")
 
 
+# --- broken backward passes (issue 15) -------------------------------------------------------------------
+
+
+class _GeluTanhDerivative(torch.autograd.Function):
+    """torch's GELU forward (either form); the backward always takes the tanh approximation's derivative, so the erf
+    form's gradient is off by up to ~2e-3 (a kernel sharing one backward between both forms)."""
+
+    @staticmethod
+    def forward(ctx, input, approximate):
+        ctx.save_for_backward(input)
+        return F.gelu(input, approximate=approximate)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return torch.ops.aten.gelu_backward(grad, x, approximate="tanh"), None
+
+
+def gelu_backward_tanh_derivative(input, approximate="none"):
+    return _GeluTanhDerivative.apply(input, approximate)
+
+
+class _ReluOneAtZero(torch.autograd.Function):
+    """relu whose backward passes g where x >= 0: gradient 1 at x = 0, not torch's 0."""
+
+    @staticmethod
+    def forward(ctx, input):
+        ctx.save_for_backward(input)
+        return F.relu(input)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (x >= 0)
+
+
+def relu_backward_one_at_zero(input):
+    return _ReluOneAtZero.apply(input)
+
+
+class _FreshMaskDropout(torch.autograd.Function):
+    """Inverted dropout whose backward draws a new mask instead of the forward's (a kernel that regenerates the mask
+    from its Philox offset, advanced since): gradients reach dropped elements and miss kept ones."""
+
+    @staticmethod
+    def forward(ctx, input, p):
+        ctx.p, ctx.shape = p, input.shape
+        keep = torch.rand(input.shape, device=input.device) >= p
+        return torch.where(keep, input / (1 - p), torch.zeros_like(input))
+
+    @staticmethod
+    def backward(ctx, grad):
+        keep = torch.rand(ctx.shape, device=grad.device) >= ctx.p
+        return torch.where(keep, grad / (1 - ctx.p), torch.zeros_like(grad)), None
+
+
+def dropout_backward_fresh_mask(input, p=0.5, training=True, inplace=False):
+    if not training or p == 0:
+        return input.clone()
+    if p == 1:
+        return torch.zeros_like(input)
+    return _FreshMaskDropout.apply(input, p)
+
+
+def _swish(input, beta=1.0):
+    return input * torch.sigmoid(beta * input)
+
+
+# the generic breakages around torch's forward (swish: x sigma(beta x))
+gelu_zero_backward, silu_zero_backward, relu_zero_backward, dropout_zero_backward = (
+    zero_backward(f) for f in (F.gelu, F.silu, F.relu, F.dropout))
+swish_zero_backward = zero_backward(_swish)
+gelu_drifting_backward, silu_drifting_backward, relu_drifting_backward, dropout_drifting_backward = (
+    drifting_backward(f) for f in (F.gelu, F.silu, F.relu, F.dropout))
+swish_drifting_backward = drifting_backward(_swish)
+gelu_detached, silu_detached, relu_detached, dropout_detached = (
+    detached_output(f) for f in (F.gelu, F.silu, F.relu, F.dropout))
+swish_detached = detached_output(_swish)
+
+
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
 # collected by tests/test_mutants.py.
 CAUGHT = [
@@ -197,4 +279,29 @@ CAUGHT = [
     ("dropout", "dropout_fixed_mask", {"dropout.training.fresh_masks"}),
     ("dropout", "dropout_p_zero_is_default", {"dropout.identity.p_zero"}),
     ("dropout", "dropout_p_one_nan", {"dropout.training.p_one_is_zero"}),
+    # backward (issue 15): the generic breakages for every component, then the specific ones
+    ("gelu", "gelu_zero_backward", {"gelu.backward.matches_reference"}),
+    ("gelu", "gelu_zero_backward", {"gelu.backward.finite_differences"}, {}, ("float64",)),
+    ("gelu", "gelu_drifting_backward", {"gelu.backward.repeatable"}),
+    ("gelu", "gelu_detached", {"gelu.backward.complete"}),
+    ("silu", "silu_zero_backward", {"silu.backward.matches_reference"}),
+    ("silu", "silu_zero_backward", {"silu.backward.finite_differences"}, {}, ("float64",)),
+    ("silu", "silu_drifting_backward", {"silu.backward.repeatable"}),
+    ("silu", "silu_detached", {"silu.backward.complete"}),
+    ("swish", "swish_zero_backward", {"swish.backward.matches_reference"}),
+    ("swish", "swish_zero_backward", {"swish.backward.finite_differences"}, {}, ("float64",)),
+    ("swish", "swish_drifting_backward", {"swish.backward.repeatable"}),
+    ("swish", "swish_detached", {"swish.backward.complete"}),
+    ("relu", "relu_zero_backward", {"relu.backward.matches_reference"}),
+    ("relu", "relu_zero_backward", {"relu.backward.finite_differences"}, {}, ("float64",)),
+    ("relu", "relu_drifting_backward", {"relu.backward.repeatable"}),
+    ("relu", "relu_detached", {"relu.backward.complete"}),
+    ("dropout", "dropout_zero_backward", {"dropout.backward.matches_reference"}),
+    ("dropout", "dropout_zero_backward", {"dropout.backward.finite_differences"}, {}, ("float64",)),
+    ("dropout", "dropout_drifting_backward", {"dropout.backward.repeatable"}),
+    ("dropout", "dropout_detached", {"dropout.backward.complete"}),
+    ("gelu", "gelu_backward_tanh_derivative", {"gelu.backward.matches_reference"}),
+    ("gelu", "gelu_backward_tanh_derivative", {"gelu.backward.finite_differences"}, {}, ("float64",)),
+    ("relu", "relu_backward_one_at_zero", {"relu.backward.exact"}),
+    ("dropout", "dropout_backward_fresh_mask", {"dropout.backward.matches_reference", "dropout.backward.repeatable"}),
 ]

@@ -380,3 +380,117 @@ CAUGHT += [
 
 # mutants whose bug shows as an exception on a valid input (tests/test_mutants.py expects cause "raised")
 RAISES = {"mha_assumes_ev_equals_e"}
+
+
+# --- backward passes (issue 15): a correct forward, a broken backward ------------------------------------------
+
+from .gradients import detached_argument, drifting_backward, zero_backward  # noqa: E402
+
+
+class _BackwardOf(torch.autograd.Function):
+    """Forward by `forward`; backward: the vector-Jacobian product of `backward` (another function) at the same
+    q, k, v, as a hand-written kernel whose backward recomputes the scores without the mask. With `overwrite`,
+    the backward then writes zeros into the saved query (an in-place reuse of an input's buffer)."""
+
+    @staticmethod
+    def forward(ctx, forward, backward, overwrite, q, k, v, *rest):
+        ctx.backward, ctx.overwrite, ctx.rest = backward, overwrite, rest
+        ctx.save_for_backward(q, k, v)
+        return forward(q, k, v, *rest)
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v = ctx.saved_tensors
+        with torch.enable_grad():
+            inputs = [t.detach().requires_grad_(True) for t in (q, k, v)]
+            grads = torch.autograd.grad(ctx.backward(*inputs, *ctx.rest), inputs, grad)
+        if ctx.overwrite:
+            q.zero_()
+        return (None, None, None, *grads, *(None for _ in ctx.rest))
+
+
+def _sdpa_args(attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False) -> tuple:
+    return attn_mask, dropout_p, is_causal, scale, enable_gqa
+
+
+def backward_ignores_causal(query, key, value, *args, **kwargs):
+    """The backward recomputes the scores without the causal mask: future keys get gradient."""
+    rest = _sdpa_args(*args, **kwargs)
+
+    def unmasked(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa):
+        return ref.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, False, scale, enable_gqa)
+
+    return _BackwardOf.apply(ref.scaled_dot_product_attention, unmasked, False, query, key, value, *rest)
+
+
+def backward_ignores_mask(query, key, value, *args, **kwargs):
+    """The backward recomputes the scores without attn_mask: padded keys get gradient."""
+    rest = _sdpa_args(*args, **kwargs)
+
+    def unmasked(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa):
+        return ref.scaled_dot_product_attention(q, k, v, None, dropout_p, is_causal, scale, enable_gqa)
+
+    return _BackwardOf.apply(ref.scaled_dot_product_attention, unmasked, False, query, key, value, *rest)
+
+
+def backward_overwrites_query(query, key, value, *args, **kwargs):
+    """Correct gradients, but the backward then zeroes the query it saved (the caller's tensor) in place."""
+    rest = _sdpa_args(*args, **kwargs)
+    fn = ref.scaled_dot_product_attention
+    return _BackwardOf.apply(fn, fn, True, query, key, value, *rest)
+
+
+def window_backward_ignores_window(query, key, value, window, scale=None):
+    """The backward recomputes full causal attention: keys outside the window get gradient."""
+
+    def causal(q, k, v, window, scale):
+        return ref.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=True)
+
+    return _BackwardOf.apply(ref.sliding_window_attention, causal, False, query, key, value, window, scale)
+
+
+sdpa_zero_backward = zero_backward(ref.scaled_dot_product_attention)
+sdpa_no_value_gradient = detached_argument(ref.scaled_dot_product_attention, 2)
+sdpa_drifting_backward = drifting_backward(ref.scaled_dot_product_attention)
+window_zero_backward = zero_backward(ref.sliding_window_attention)
+window_no_key_gradient = detached_argument(ref.sliding_window_attention, 1)
+window_drifting_backward = drifting_backward(ref.sliding_window_attention)
+cache_zero_backward = zero_backward(ref.cached_attention)
+cache_no_cache_value_gradient = detached_argument(ref.cached_attention, 4)
+cache_drifting_backward = drifting_backward(ref.cached_attention)
+mha_zero_backward = zero_backward(ref.multi_head_attention)
+mha_no_w_o_gradient = detached_argument(ref.multi_head_attention, 4)
+mha_drifting_backward = drifting_backward(ref.multi_head_attention)
+mla_zero_backward = zero_backward(ref.multi_head_latent_attention)
+mla_no_w_kr_gradient = detached_argument(ref.multi_head_latent_attention, 6)
+mla_drifting_backward = drifting_backward(ref.multi_head_latent_attention)
+
+
+def _backward_rows(component: str, prefixes: tuple[str, ...], short: str) -> list:
+    """The generic backward mutants of one component and the invariants that catch each."""
+    ids = lambda kind: {f"{p}.backward.{kind}" for p in prefixes}  # noqa: E731
+    return [
+        (component, f"{short}_zero_backward", ids("matches_reference") | ids("finite_differences"), {},
+         ("float64",)),  # finite differences are a float64 check
+        (component, f"{short}_drifting_backward", ids("repeatable")),
+    ]
+
+
+CAUGHT += [
+    *_backward_rows("attention", ("attention", "attention.gqa", "attention.mask"), "sdpa"),
+    ("attention", "sdpa_no_value_gradient",
+     {"attention.backward.complete", "attention.gqa.backward.complete", "attention.mask.backward.complete"}),
+    ("attention", "backward_ignores_causal", {"attention.backward.masked_keys_zero"}),
+    ("attention", "backward_ignores_mask", {"attention.mask.backward.masked_keys_zero"}),
+    ("attention", "backward_overwrites_query", {"attention.backward.matches_reference"}),
+    *_backward_rows("sliding_window_attention", ("sliding_window_attention",), "window"),
+    ("sliding_window_attention", "window_no_key_gradient", {"sliding_window_attention.backward.complete"}),
+    ("sliding_window_attention", "window_backward_ignores_window",
+     {"sliding_window_attention.backward.masked_keys_zero", "sliding_window_attention.backward.matches_reference"}),
+    *_backward_rows("cached_attention", ("cached_attention",), "cache"),
+    ("cached_attention", "cache_no_cache_value_gradient", {"cached_attention.backward.complete"}),
+    *_backward_rows("multi_head_attention", ("multi_head_attention",), "mha"),
+    ("multi_head_attention", "mha_no_w_o_gradient", {"multi_head_attention.backward.complete"}),
+    *_backward_rows("multi_head_latent_attention", ("multi_head_latent_attention",), "mla"),
+    ("multi_head_latent_attention", "mla_no_w_kr_gradient", {"multi_head_latent_attention.backward.complete"}),
+]

@@ -5,6 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lmspec.reference import feedforward as reference_ff
+
+from .gradients import detached_argument, drifting_backward, zero_backward
+
 
 def swiglu_gate_up_swapped(x, w_gate, w_up, w_down):
     """silu applied to the up projection: the checkpoint's gate and up weights loaded the wrong way round."""
@@ -114,6 +118,54 @@ def ffn_drops_partial_k_tile(x, w_in, w_out, b_in=None, b_out=None, activation="
     return _linear_full_k_tiles(_ACT[activation](_linear_full_k_tiles(x, w_in, b_in)), w_out, b_out)
 
 
+# --- broken backward passes (issue 15): each forward is correct -------------------------------------------------
+
+
+def _swiglu(x, w_gate, w_up, w_down):
+    return F.linear(F.silu(F.linear(x, w_gate)) * F.linear(x, w_up), w_down)
+
+
+def _geglu(x, w_gate, w_up, w_down, approximate="none"):
+    return F.linear(F.gelu(F.linear(x, w_gate), approximate=approximate) * F.linear(x, w_up), w_down)
+
+
+def _ffn(x, w_in, w_out, b_in=None, b_out=None, activation="gelu"):
+    return F.linear(_ACT[activation](F.linear(x, w_in, b_in)), w_out, b_out)
+
+
+class _SiluGateSigmoidGrad(torch.autograd.Function):
+    """silu(a) * b with silu'(a) taken as sigmoid(a): drops the a sigmoid(a) (1 - sigmoid(a)) term of the product
+    rule (a hand-fused SwiGLU kernel's classic slip)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return F.silu(a) * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return g * b * torch.sigmoid(a), g * F.silu(a)
+
+
+def swiglu_silu_grad_is_sigmoid(x, w_gate, w_up, w_down):
+    return F.linear(_SiluGateSigmoidGrad.apply(F.linear(x, w_gate), F.linear(x, w_up)), w_down)
+
+
+swiglu_zero_backward = zero_backward(_swiglu)
+swiglu_drifting_backward = drifting_backward(_swiglu)
+swiglu_no_down_gradient = detached_argument(_swiglu, 3)
+geglu_zero_backward = zero_backward(_geglu)
+geglu_drifting_backward = drifting_backward(_geglu)
+geglu_no_up_gradient = detached_argument(_geglu, 2)
+ffn_zero_backward = zero_backward(_ffn)
+ffn_drifting_backward = drifting_backward(_ffn)
+ffn_no_output_bias_gradient = detached_argument(_ffn, 4)
+block_zero_backward = zero_backward(reference_ff.transformer_block)
+block_drifting_backward = drifting_backward(reference_ff.transformer_block)
+block_detached_input = detached_argument(reference_ff.transformer_block, 0)
+
+
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
 # collected by tests/test_mutants.py.
 CAUGHT = [
@@ -134,4 +186,24 @@ CAUGHT = [
     # exact within one K tile, wrong past it: caught at kernel scale, conform at --scale small
     ("swiglu", "swiglu_drops_partial_k_tile", {"swiglu.reference.matches"}),
     ("feed_forward", "ffn_drops_partial_k_tile", {"feed_forward.reference.matches"}),
+    # broken backward passes (issue 15): the finite-difference check runs in float64 only
+    ("swiglu", "swiglu_silu_grad_is_sigmoid", {"swiglu.backward.matches_reference"}),
+    ("swiglu", "swiglu_silu_grad_is_sigmoid", {"swiglu.backward.finite_differences"}, {}, ("float64",)),
+    ("swiglu", "swiglu_zero_backward", {"swiglu.backward.matches_reference"}),
+    ("swiglu", "swiglu_zero_backward", {"swiglu.backward.finite_differences"}, {}, ("float64",)),
+    ("swiglu", "swiglu_drifting_backward", {"swiglu.backward.repeatable"}),
+    ("swiglu", "swiglu_no_down_gradient", {"swiglu.backward.complete", "swiglu.backward.matches_reference"}),
+    ("geglu", "geglu_zero_backward", {"geglu.backward.matches_reference"}),
+    ("geglu", "geglu_zero_backward", {"geglu.backward.finite_differences"}, {}, ("float64",)),
+    ("geglu", "geglu_drifting_backward", {"geglu.backward.repeatable"}),
+    ("geglu", "geglu_no_up_gradient", {"geglu.backward.complete"}),
+    ("feed_forward", "ffn_zero_backward", {"feed_forward.backward.matches_reference"}),
+    ("feed_forward", "ffn_zero_backward", {"feed_forward.backward.finite_differences"}, {}, ("float64",)),
+    ("feed_forward", "ffn_drifting_backward", {"feed_forward.backward.repeatable"}),
+    ("feed_forward", "ffn_no_output_bias_gradient", {"feed_forward.backward.complete"}),
+    ("transformer_block", "block_zero_backward", {"transformer_block.backward.matches_reference"}),
+    ("transformer_block", "block_zero_backward", {"transformer_block.backward.finite_differences"}, {},
+     ("float64",)),
+    ("transformer_block", "block_drifting_backward", {"transformer_block.backward.repeatable"}),
+    ("transformer_block", "block_detached_input", {"transformer_block.backward.complete"}),
 ]

@@ -47,11 +47,12 @@ def scaled_backward(fn: Callable, factor: float) -> Callable:
 
 
 def drifting_backward(fn: Callable) -> Callable:
-    """Forward unchanged; every second pull-back through a graph doubles the gradients."""
-    calls = itertools.count()
+    """Forward unchanged; every second pull-back through a graph doubles the gradients (one count per output, so a
+    function with several outputs drifts too)."""
 
     def fix(out: torch.Tensor) -> torch.Tensor:
         if out.requires_grad:
+            calls = itertools.count()
             out.register_hook(lambda g: g * (1 + next(calls) % 2))
         return out
 

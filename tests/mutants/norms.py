@@ -5,6 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lmspec.reference import norms as reference_norms
+
+from .gradients import detached_argument, drifting_backward, zero_backward
+
 
 def _dims(normalized_shape) -> tuple[int, ...]:
     n = 1 if isinstance(normalized_shape, int) else len(normalized_shape)
@@ -231,6 +235,76 @@ def ln_blocks_without_welford_merge(input, normalized_shape, weight=None, bias=N
     return (y + bias if bias is not None else y).to(input.dtype)
 
 
+# --- broken backward passes (issue 15): each forward is torch's, bit for bit -----------------------------------
+
+
+class _RmsNormDroppedTerm(torch.autograd.Function):
+    """RMSNorm whose backward drops the term through the mean square: dx = r w g only, where the chain rule through
+    r = 1 / sqrt(mean(x^2) + eps) adds - r^3 x mean(w g x). `overwrite`: also writes dx into x's buffer (a fused
+    kernel reusing its input's memory for the gradient), with the correct dx."""
+
+    @staticmethod
+    def forward(ctx, x, shape, w, eps, overwrite):
+        ctx.save_for_backward(x, w)
+        ctx.shape, ctx.eps, ctx.overwrite = shape, eps, overwrite
+        return F.rms_norm(x, shape, w, eps)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        dims = _dims(ctx.shape)
+        opmath = torch.float64 if x.dtype == torch.float64 else torch.float32
+        eps = torch.finfo(opmath).eps if ctx.eps is None else ctx.eps
+        x32, g32 = x.to(opmath), g.to(opmath)
+        r = torch.rsqrt(x32.pow(2).mean(dims, keepdim=True) + eps)
+        wg = g32 * w.to(opmath) if w is not None else g32
+        dx = wg * r
+        if ctx.overwrite:  # the right gradient, but stored in the input
+            dx = dx - r.pow(3) * x32 * (wg * x32).mean(dims, keepdim=True)
+        batch = tuple(range(x.dim() - len(dims)))
+        dw = (g32 * x32 * r).sum(batch) if w is not None and batch else (g32 * x32 * r if w is not None else None)
+        dx = dx.to(x.dtype)
+        if ctx.overwrite:
+            x.copy_(dx)
+        return dx, None, None if dw is None else dw.to(w.dtype), None, None
+
+
+def rms_backward_without_mean_square_term(input, normalized_shape, weight=None, eps=None):
+    return _RmsNormDroppedTerm.apply(input, list(_shape(normalized_shape)), weight, eps, False)
+
+
+def rms_backward_writes_into_input(input, normalized_shape, weight=None, eps=None):
+    return _RmsNormDroppedTerm.apply(input, list(_shape(normalized_shape)), weight, eps, True)
+
+
+def _shape(normalized_shape) -> tuple[int, ...]:
+    return (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+
+
+rms_zero_backward = zero_backward(F.rms_norm)
+rms_drifting_backward = drifting_backward(F.rms_norm)
+rms_no_weight_gradient = detached_argument(F.rms_norm, 2)
+ln_zero_backward = zero_backward(F.layer_norm)
+ln_drifting_backward = drifting_backward(F.layer_norm)
+ln_no_bias_gradient = detached_argument(F.layer_norm, 3)
+bn_zero_backward = zero_backward(F.batch_norm)
+bn_drifting_backward = drifting_backward(F.batch_norm)
+bn_no_weight_gradient = detached_argument(F.batch_norm, 3)
+residual_zero_backward = zero_backward(reference_norms.residual_block)
+residual_drifting_backward = drifting_backward(reference_norms.residual_block)
+residual_detached_input = detached_argument(reference_norms.residual_block, 0)
+qk_zero_backward = zero_backward(reference_norms.qk_norm)
+_drifting_identity = drifting_backward(lambda t: t)
+
+
+def qk_drifting_backward(query, key, q_weight, k_weight, positions, eps=1e-6):
+    """The query's gradient drifts (doubles every second pull-back); drifting_backward over both outputs would
+    share one counter between them and double one output's gradient in every pull-back alike."""
+    q, k = reference_norms.qk_norm(query, key, q_weight, k_weight, positions, eps)
+    return _drifting_identity(q), k
+qk_no_key_weight_gradient = detached_argument(reference_norms.qk_norm, 3)
+
+
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
 # collected by tests/test_mutants.py.
 CAUGHT = [
@@ -264,4 +338,29 @@ CAUGHT = [
     ("layer_norm", "ln_blocks_without_welford_merge", {"layer_norm.reference.matches"}),
     # within the norm-wise bound (error <= eps max|y|): caught only because rms_norm's bound is per element
     ("rms_norm", "rms_block_float_output", {"rms_norm.reference.matches"}),
+    # broken backward passes (issue 15): the finite-difference check runs in float64 only
+    ("rms_norm", "rms_backward_without_mean_square_term", {"rms_norm.backward.matches_reference"}),
+    ("rms_norm", "rms_backward_without_mean_square_term", {"rms_norm.backward.finite_differences"}, {},
+     ("float64",)),
+    ("rms_norm", "rms_backward_writes_into_input", {"rms_norm.backward.matches_reference"}),
+    ("rms_norm", "rms_zero_backward", {"rms_norm.backward.matches_reference"}),
+    ("rms_norm", "rms_zero_backward", {"rms_norm.backward.finite_differences"}, {}, ("float64",)),
+    ("rms_norm", "rms_drifting_backward", {"rms_norm.backward.repeatable"}),
+    ("rms_norm", "rms_no_weight_gradient", {"rms_norm.backward.complete", "rms_norm.backward.matches_reference"}),
+    ("layer_norm", "ln_zero_backward", {"layer_norm.backward.matches_reference"}),
+    ("layer_norm", "ln_zero_backward", {"layer_norm.backward.finite_differences"}, {}, ("float64",)),
+    ("layer_norm", "ln_drifting_backward", {"layer_norm.backward.repeatable"}),
+    ("layer_norm", "ln_no_bias_gradient", {"layer_norm.backward.complete"}),
+    ("batch_norm", "bn_zero_backward", {"batch_norm.backward.matches_reference"}),
+    ("batch_norm", "bn_zero_backward", {"batch_norm.backward.finite_differences"}, {}, ("float64",)),
+    ("batch_norm", "bn_drifting_backward", {"batch_norm.backward.repeatable"}),
+    ("batch_norm", "bn_no_weight_gradient", {"batch_norm.backward.complete"}),
+    ("residual_block", "residual_zero_backward", {"residual_block.backward.matches_reference"}),
+    ("residual_block", "residual_zero_backward", {"residual_block.backward.finite_differences"}, {}, ("float64",)),
+    ("residual_block", "residual_drifting_backward", {"residual_block.backward.repeatable"}),
+    ("residual_block", "residual_detached_input", {"residual_block.backward.complete"}),
+    ("qk_norm", "qk_zero_backward", {"qk_norm.backward.matches_reference"}),
+    ("qk_norm", "qk_zero_backward", {"qk_norm.backward.finite_differences"}, {}, ("float64",)),
+    ("qk_norm", "qk_drifting_backward", {"qk_norm.backward.repeatable"}),
+    ("qk_norm", "qk_no_key_weight_gradient", {"qk_norm.backward.complete"}),
 ]

@@ -6,6 +6,10 @@ import math
 
 import torch
 
+from lmspec.reference import positions as ref
+
+from .gradients import detached_argument, drifting_backward, zero_backward
+
 
 def _inv_freq(dim, theta, dtype=torch.float32):
     return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).to(dtype) / dim))
@@ -256,6 +260,69 @@ def crop_fixed_1024(idx, context_size):
     return idx[..., max(0, idx.shape[-1] - min(context_size, 1024)) :]
 
 
+# --- backward passes (issue 15): forward bit-for-bit the reference's, a broken gradient ----------------------------
+
+
+rope_zero_backward = zero_backward(ref.rope)
+rope_drifting_backward = drifting_backward(ref.rope)
+rope_detached = detached_argument(ref.rope, 0)
+rope_interleaved_zero_backward = zero_backward(ref.rope_interleaved)
+rope_interleaved_drifting_backward = drifting_backward(ref.rope_interleaved)
+rope_interleaved_detached = detached_argument(ref.rope_interleaved, 0)
+llama3_zero_backward = zero_backward(ref.rope_llama3)
+llama3_drifting_backward = drifting_backward(ref.rope_llama3)
+llama3_detached = detached_argument(ref.rope_llama3, 0)
+embedding_zero_backward = zero_backward(ref.embedding)
+embedding_drifting_backward = drifting_backward(ref.embedding)
+embedding_detached_table = detached_argument(ref.embedding, 1)
+
+
+class _RotateForwardAgain(torch.autograd.Function):
+    """A hand-written RoPE backward that applies the forward rotation R(m theta) to the gradient instead of its
+    transpose R(-m theta) (a sign slip on sin in a fused kernel's backward)."""
+
+    @staticmethod
+    def forward(ctx, x, positions, rotate):
+        ctx.positions, ctx.rotate = positions, rotate
+        return rotate(x, positions)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.rotate(grad, ctx.positions), None, None
+
+
+def rope_backward_plus_theta(x, positions, theta=10000.0):
+    return _RotateForwardAgain.apply(x, positions, lambda v, m: ref.rope(v, m, theta))
+
+
+def rope_interleaved_backward_plus_theta(x, positions, theta=10000.0):
+    return _RotateForwardAgain.apply(x, positions, lambda v, m: ref.rope_interleaved(v, m, theta))
+
+
+def llama3_backward_plus_theta(x, positions, *scaling):
+    return _RotateForwardAgain.apply(x, positions, lambda v, m: ref.rope_llama3(v, m, *scaling))
+
+
+class _EmbeddingWithDecay(torch.autograd.Function):
+    """A fused embedding backward that folds weight decay into the gradient (grad += 0.01 * weight): every row, looked
+    up or not, gets a gradient."""
+
+    @staticmethod
+    def forward(ctx, input, weight):
+        ctx.save_for_backward(input, weight)
+        return ref.embedding(input, weight)  # out-of-range positions raise, as the reference's do
+
+    @staticmethod
+    def backward(ctx, grad):
+        input, weight = ctx.saved_tensors
+        dense = torch.zeros_like(weight).index_add_(0, input.reshape(-1), grad.reshape(-1, weight.shape[1]))
+        return None, dense + 0.01 * weight
+
+
+def embedding_backward_weight_decay(input, weight):
+    return _EmbeddingWithDecay.apply(input, weight)
+
+
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
 # collected by tests/test_mutants.py.
 CAUGHT = [
@@ -296,4 +363,29 @@ CAUGHT = [
     ("sinusoidal_positions", "sinusoidal_positions_float16", {"sinusoidal_positions.reference.matches"}),
     ("learned_positions", "embedding_index_int16", {"learned_positions.lookup.exact"}),
     ("crop_context", "crop_fixed_1024", {"crop_context.keeps_last_tokens", "crop_context.short_context_unchanged"}),
+    # backward passes (issue 15): finite differences run in float64 only
+    ("rope", "rope_zero_backward", {"rope.backward.matches_reference"}),
+    ("rope", "rope_zero_backward", {"rope.backward.finite_differences"}, {}, ("float64",)),
+    ("rope", "rope_drifting_backward", {"rope.backward.repeatable"}),
+    ("rope", "rope_detached", {"rope.backward.complete"}),
+    ("rope", "rope_backward_plus_theta", {"rope.backward.matches_reference"}),
+    ("rope", "rope_backward_plus_theta", {"rope.backward.finite_differences"}, {}, ("float64",)),
+    ("rope_interleaved", "rope_interleaved_zero_backward", {"rope_interleaved.backward.matches_reference"}),
+    ("rope_interleaved", "rope_interleaved_zero_backward", {"rope_interleaved.backward.finite_differences"}, {},
+     ("float64",)),
+    ("rope_interleaved", "rope_interleaved_drifting_backward", {"rope_interleaved.backward.repeatable"}),
+    ("rope_interleaved", "rope_interleaved_detached", {"rope_interleaved.backward.complete"}),
+    ("rope_interleaved", "rope_interleaved_backward_plus_theta", {"rope_interleaved.backward.matches_reference"}),
+    ("rope_llama3", "llama3_zero_backward", {"rope_llama3.backward.matches_reference"}),
+    ("rope_llama3", "llama3_zero_backward", {"rope_llama3.backward.finite_differences"}, {}, ("float64",)),
+    ("rope_llama3", "llama3_drifting_backward", {"rope_llama3.backward.repeatable"}),
+    ("rope_llama3", "llama3_detached", {"rope_llama3.backward.complete"}),
+    ("rope_llama3", "llama3_backward_plus_theta", {"rope_llama3.backward.matches_reference"}),
+    ("learned_positions", "embedding_zero_backward", {"learned_positions.backward.matches_reference"}),
+    ("learned_positions", "embedding_zero_backward", {"learned_positions.backward.finite_differences"}, {},
+     ("float64",)),
+    ("learned_positions", "embedding_drifting_backward", {"learned_positions.backward.repeatable"}),
+    ("learned_positions", "embedding_detached_table", {"learned_positions.backward.complete"}),
+    ("learned_positions", "embedding_backward_weight_decay",
+     {"learned_positions.backward.unused_rows_zero", "learned_positions.backward.matches_reference"}),
 ]

@@ -6,6 +6,8 @@ import torch
 
 from lmspec.reference import sampling as ref
 
+from .gradients import detached_argument, drifting_backward, zero_backward
+
 NEG_INF = float("-inf")
 
 
@@ -265,6 +267,115 @@ def perplexity_base2(logits, target):
     return 2 ** ref.cross_entropy(logits, target)
 
 
+# --- backward passes (issue 15): forward unchanged, a broken gradient in the logits ---------------------------
+
+ce_zero_backward = zero_backward(torch.nn.functional.cross_entropy)
+ce_drifting_backward = drifting_backward(torch.nn.functional.cross_entropy)
+ce_detached = detached_argument(torch.nn.functional.cross_entropy, 0)
+perplexity_zero_backward = zero_backward(ref.perplexity)
+perplexity_drifting_backward = drifting_backward(ref.perplexity)
+perplexity_detached = detached_argument(ref.perplexity, 0)
+entropy_zero_backward = zero_backward(ref.entropy)
+entropy_drifting_backward = drifting_backward(ref.entropy)
+entropy_detached = detached_argument(ref.entropy, 0)
+temperature_zero_backward = zero_backward(ref.temperature)
+temperature_drifting_backward = drifting_backward(ref.temperature)
+temperature_detached = detached_argument(ref.temperature, 0)
+
+IGNORE_INDEX = -100
+
+
+def _ce_gradient(input, target, mean=True, honour_ignore=True):
+    """(softmax(input) - onehot(target)) per row, divided by the number of kept rows when `mean`; rows whose target
+    is ignore_index zeroed when `honour_ignore`."""
+    kept = target != IGNORE_INDEX
+    safe = target.masked_fill(~kept, 0)
+    grad = input.softmax(-1)
+    grad = grad - torch.nn.functional.one_hot(safe, input.shape[-1]).to(grad.dtype)
+    if honour_ignore:
+        grad = grad * kept[:, None].to(grad.dtype)
+    return grad / kept.sum().clamp(min=1) if mean else grad
+
+
+class _HandWrittenCE(torch.autograd.Function):
+    """A fused cross-entropy with its own backward (torch's forward, so only the gradient can be wrong)."""
+
+    @staticmethod
+    def forward(ctx, input, target, mean, honour_ignore, in_place):
+        loss = torch.nn.functional.cross_entropy(input, target)
+        grad = _ce_gradient(input, target, mean, honour_ignore)
+        if in_place:  # Liger-style: the gradient overwrites the logits, saving a V-wide buffer per row
+            input.copy_(grad)
+            ctx.save_for_backward(input)
+        else:
+            ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        (grad,) = ctx.saved_tensors
+        return grad * g, None, None, None, None
+
+
+class _TargetTermOnly(torch.autograd.Function):
+    """A cross-entropy backward that keeps only the target's term, -onehot(t) / N, and drops softmax(x) / N (what
+    torch's CPU float16 kernel returns past 65504 near-equal logits, where its log-softmax is -inf)."""
+
+    @staticmethod
+    def forward(ctx, input, target):
+        ctx.save_for_backward(input, target)
+        return torch.nn.functional.cross_entropy(input, target)
+
+    @staticmethod
+    def backward(ctx, g):
+        input, target = ctx.saved_tensors
+        onehot = torch.nn.functional.one_hot(target, input.shape[-1]).to(input.dtype)
+        return -onehot * g / input.shape[0], None
+
+
+def ce_backward_drops_softmax_term(input, target):
+    return _TargetTermOnly.apply(input, target)
+
+
+def perplexity_backward_drops_softmax_term(logits, target):
+    return ce_backward_drops_softmax_term(logits, target).exp()
+
+
+class _EntropyWithoutMean(torch.autograd.Function):
+    """An entropy backward that returns -p log p, forgetting the -p H that the normalisation of p contributes (the
+    full gradient is -p (log p + H))."""
+
+    @staticmethod
+    def forward(ctx, logits):
+        ctx.save_for_backward(logits)
+        return ref.entropy(logits)
+
+    @staticmethod
+    def backward(ctx, g):
+        (logits,) = ctx.saved_tensors
+        logp = logits.log_softmax(-1)
+        return -logp.exp() * logp.nan_to_num(neginf=0.0) * g[..., None]
+
+
+def entropy_backward_without_mean(logits):
+    return _EntropyWithoutMean.apply(logits)
+
+
+def ce_backward_sum_for_mean(input, target):
+    """The gradient of the summed loss returned for the mean: N times too large for N rows."""
+    return _HandWrittenCE.apply(input, target, False, True, False)
+
+
+def ce_backward_ignores_ignore_index(input, target):
+    """The forward leaves ignore_index rows out; the backward gives them softmax - onehot(0) anyway."""
+    return _HandWrittenCE.apply(input, target, True, False, False)
+
+
+def ce_writes_gradient_into_logits(input, target):
+    """Liger-Kernel's trick: when the logits require grad, the forward writes their gradient into them in place."""
+    return _HandWrittenCE.apply(input, target, True, True, input.requires_grad)
+
+
 # --- kernel scale: exact within one tile, wrong past it -------------------------------------------------------
 # Each passes `lmspec check ... --scale small` (every example fits in one tile) and fails at the default scale.
 
@@ -429,6 +540,34 @@ CAUGHT = [
     ("cross_entropy", "ce_int16_targets", {"cross_entropy.reference.matches"}),
     # the element-wise bound
     ("temperature", "temperature_shifted", {"temperature.reference.matches"}),
+    # backward passes (issue 15): finite differences run in float64 only
+    ("cross_entropy", "ce_zero_backward", {"cross_entropy.backward.matches_reference"}),
+    ("cross_entropy", "ce_zero_backward", {"cross_entropy.backward.finite_differences"}, {}, ("float64",)),
+    ("cross_entropy", "ce_drifting_backward", {"cross_entropy.backward.repeatable"}),
+    ("cross_entropy", "ce_detached", {"cross_entropy.backward.complete"}),
+    ("cross_entropy", "ce_backward_sum_for_mean", {"cross_entropy.backward.matches_reference"}),
+    ("cross_entropy", "ce_backward_sum_for_mean", {"cross_entropy.backward.finite_differences"}, {}, ("float64",)),
+    ("cross_entropy", "ce_backward_ignores_ignore_index", {"cross_entropy.backward.ignored_targets_zero"}),
+    ("cross_entropy", "ce_writes_gradient_into_logits",
+     {"cross_entropy.backward.matches_reference", "cross_entropy.backward.complete",
+      "cross_entropy.backward.ignored_targets_zero"}),
+    ("cross_entropy", "ce_backward_drops_softmax_term",
+     {"cross_entropy.backward.matches_reference", "cross_entropy.backward.rows_sum_to_zero"}),
+    ("perplexity", "perplexity_zero_backward", {"perplexity.backward.matches_reference"}),
+    ("perplexity", "perplexity_zero_backward", {"perplexity.backward.finite_differences"}, {}, ("float64",)),
+    ("perplexity", "perplexity_backward_drops_softmax_term", {"perplexity.backward.rows_sum_to_zero"}),
+    ("entropy", "entropy_backward_without_mean",
+     {"entropy.backward.rows_sum_to_zero", "entropy.backward.matches_reference"}),
+    ("perplexity", "perplexity_drifting_backward", {"perplexity.backward.repeatable"}),
+    ("perplexity", "perplexity_detached", {"perplexity.backward.complete"}),
+    ("entropy", "entropy_zero_backward", {"entropy.backward.matches_reference"}),
+    ("entropy", "entropy_zero_backward", {"entropy.backward.finite_differences"}, {}, ("float64",)),
+    ("entropy", "entropy_drifting_backward", {"entropy.backward.repeatable"}),
+    ("entropy", "entropy_detached", {"entropy.backward.complete"}),
+    ("temperature", "temperature_zero_backward", {"temperature.backward.matches_reference"}),
+    ("temperature", "temperature_zero_backward", {"temperature.backward.finite_differences"}, {}, ("float64",)),
+    ("temperature", "temperature_drifting_backward", {"temperature.backward.repeatable"}),
+    ("temperature", "temperature_detached", {"temperature.backward.complete"}),
 ]
 
 # mutants whose bug shows as an exception on a valid input (tests/test_mutants.py expects cause "raised")

@@ -2,6 +2,8 @@
 
 import torch
 
+from .gradients import detached_argument, drifting_backward, zero_backward
+
 
 def no_max_subtraction(input, dim):
     """exp overflows for logits around 1e4 in float32 and float16."""
@@ -99,6 +101,60 @@ def temperature_online_rescale_unscaled(logits, temperature):
     return (((x - m) / temperature).exp() / d).to(logits.dtype)
 
 
+# --- broken backward passes (issue 15) -------------------------------------------------------------------
+
+
+class _DiagonalJacobian(torch.autograd.Function):
+    """torch's forward; the backward keeps only the diagonal of J = diag(p) - p p^T: dx = p g, the -p <p, g> term
+    dropped (a kernel that forgets the row reduction of the backward)."""
+
+    @staticmethod
+    def forward(ctx, input, dim):
+        p = torch.softmax(input, dim)
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, grad):
+        (p,) = ctx.saved_tensors
+        return p * grad, None
+
+
+def softmax_diagonal_jacobian(input, dim):
+    return _DiagonalJacobian.apply(input, dim)
+
+
+class _TemperatureGradWithoutT(torch.autograd.Function):
+    """softmax(logits / T) forward; the backward is softmax's, the chain rule's 1 / T forgotten. Exact at T = 1."""
+
+    @staticmethod
+    def forward(ctx, logits, temperature):
+        p = torch.softmax(logits / temperature, dim=-1)
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, grad):
+        (p,) = ctx.saved_tensors
+        return p * (grad - (p * grad).sum(-1, keepdim=True)), None
+
+
+def temperature_backward_without_inverse_t(logits, temperature):
+    return _TemperatureGradWithoutT.apply(logits, temperature)
+
+
+def _temperature_softmax(logits, temperature):
+    return torch.softmax(logits / temperature, dim=-1)
+
+
+softmax_zero_backward = zero_backward(torch.softmax)
+softmax_drifting_backward = drifting_backward(torch.softmax)
+softmax_detached_input = detached_argument(torch.softmax, 0)
+temperature_zero_backward = zero_backward(_temperature_softmax)
+temperature_drifting_backward = drifting_backward(_temperature_softmax)
+temperature_detached_logits = detached_argument(_temperature_softmax, 0)
+
+
 # (component, mutant in this module, the invariants that must each catch it[, options[, dtypes]]);
 # collected by tests/test_mutants.py.
 CAUGHT = [
@@ -120,4 +176,21 @@ CAUGHT = [
      {"softmax.reference.matches", "softmax.normalization.sums_to_one"}),
     ("softmax", "softmax_int16_columns", {"softmax.reference.matches"}),
     ("temperature_softmax", "temperature_online_rescale_unscaled", {"temperature_softmax.reference.matches"}),
+    # backward: the generic breakages, and softmax's Jacobian taken as diagonal
+    ("softmax", "softmax_zero_backward", {"softmax.backward.matches_reference"}),
+    ("softmax", "softmax_zero_backward", {"softmax.backward.finite_differences"}, {}, ("float64",)),
+    ("softmax", "softmax_drifting_backward", {"softmax.backward.repeatable"}),
+    ("softmax", "softmax_detached_input", {"softmax.backward.complete"}),
+    ("softmax", "softmax_diagonal_jacobian", {"softmax.backward.matches_reference"}),
+    ("softmax", "softmax_diagonal_jacobian", {"softmax.backward.finite_differences"}, {}, ("float64",)),
+    ("temperature_softmax", "temperature_zero_backward", {"temperature_softmax.backward.matches_reference"}),
+    ("temperature_softmax", "temperature_zero_backward", {"temperature_softmax.backward.finite_differences"}, {},
+     ("float64",)),
+    ("temperature_softmax", "temperature_drifting_backward", {"temperature_softmax.backward.repeatable"}),
+    ("temperature_softmax", "temperature_detached_logits", {"temperature_softmax.backward.complete"}),
+    # exact at T = 1: caught where the strategy draws T != 1
+    ("temperature_softmax", "temperature_backward_without_inverse_t",
+     {"temperature_softmax.backward.matches_reference"}),
+    ("temperature_softmax", "temperature_backward_without_inverse_t",
+     {"temperature_softmax.backward.finite_differences"}, {}, ("float64",)),
 ]
