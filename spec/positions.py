@@ -752,16 +752,20 @@ _BACKWARD_EXAMPLES = {"rope": rope_examples(), "rope_interleaved": rope_examples
 _WRT = {"rope": "x", "rope_interleaved": "x", "rope_llama3": "x", "learned_positions": "the table (weight)"}
 
 
-def _rows(kind: str, statement: str, source: dict | None = None) -> list:
-    """One row per differentiable component of the family, with its examples and what it differentiates."""
+def _rows(ids: tuple[str, ...], statement: str, source: dict | None = None) -> list:
+    """One row per differentiable component of the family, from its literal id (the component is the id's first
+    part), with its examples and what it differentiates."""
     source = source or {}
-    return [row(f"{c}.backward.{kind}", component=c, examples=_BACKWARD_EXAMPLES[c],
-                statement=statement.format(wrt=_WRT[c]),
+    return [row(i, component=c, examples=_BACKWARD_EXAMPLES[c], statement=statement.format(wrt=_WRT[c]),
                 source=source.get(c, EMBEDDING_VJP if c == "learned_positions" else ROPE_VJP))
-            for c in _BACKWARD_EXAMPLES]
+            for i, c in ((i, i.split(".", 1)[0]) for i in ids)]
 
 
-@invariant(*_rows("matches_reference", "The vector-Jacobian product for {wrt} matches the float64 reference's within "
+@invariant(*_rows(("rope.backward.matches_reference",
+                   "rope_interleaved.backward.matches_reference",
+                   "rope_llama3.backward.matches_reference",
+                   "learned_positions.backward.matches_reference"),
+                  "The vector-Jacobian product for {wrt} matches the float64 reference's within "
                   "the tolerance policy (random cotangents; the integer positions are not differentiable)."),
            kind="differential", requires={"backward"}, budget=0.5)
 def check_backward_matches(ctx: Context, p: dict, component: str) -> None:
@@ -771,7 +775,11 @@ def check_backward_matches(ctx: Context, p: dict, component: str) -> None:
     backward_matches(ctx, reference, args, kwargs, wrt, p["seed"], names)
 
 
-@invariant(*_rows("complete", "{wrt} gets a gradient of its own shape, dtype and device when it requires grad, and "
+@invariant(*_rows(("rope.backward.complete",
+                   "rope_interleaved.backward.complete",
+                   "rope_llama3.backward.complete",
+                   "learned_positions.backward.complete"),
+                  "{wrt} gets a gradient of its own shape, dtype and device when it requires grad, and "
                   "requiring grad does not change the output."),
            requires={"backward"}, budget=0.5)
 def check_backward_complete(ctx: Context, p: dict, component: str) -> None:
@@ -779,7 +787,11 @@ def check_backward_complete(ctx: Context, p: dict, component: str) -> None:
     backward_complete(ctx, reference, args, kwargs, wrt, p["seed"], names)
 
 
-@invariant(*_rows("repeatable", "Pulling back twice through one graph gives the same gradient for {wrt}, and two "
+@invariant(*_rows(("rope.backward.repeatable",
+                   "rope_interleaved.backward.repeatable",
+                   "rope_llama3.backward.repeatable",
+                   "learned_positions.backward.repeatable"),
+                  "Pulling back twice through one graph gives the same gradient for {wrt}, and two "
                   "backward calls accumulate their sum into .grad."),
            requires={"backward"}, budget=0.5)
 def check_backward_repeatable(ctx: Context, p: dict, component: str) -> None:
@@ -787,7 +799,11 @@ def check_backward_repeatable(ctx: Context, p: dict, component: str) -> None:
     backward_repeatable(ctx, reference, args, kwargs, wrt, p["seed"], names)
 
 
-@invariant(*_rows("finite_differences", "float64: the gradient for {wrt} agrees with central finite differences of "
+@invariant(*_rows(("rope.backward.finite_differences",
+                   "rope_interleaved.backward.finite_differences",
+                   "rope_llama3.backward.finite_differences",
+                   "learned_positions.backward.finite_differences"),
+                  "float64: the gradient for {wrt} agrees with central finite differences of "
                   "the target's own forward along a random direction."),
            requires={"backward"}, dtypes=(torch.float64,), budget=0.5)
 def check_backward_finite_differences(ctx: Context, p: dict, component: str) -> None:

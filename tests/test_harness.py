@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 import torch
@@ -147,3 +148,14 @@ def test_list_shows_every_component_and_json_is_machine_readable():
 def test_catalog_in_docs_is_current():
     proc = run_cli("catalog", "--check")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_every_invariant_id_is_written_literally_where_it_is_declared():
+    """`grep '"<id>"' spec/` lands on each invariant's declaration: no id is assembled from parts (f-strings, prefixes)."""
+    from lmspec.spec import components
+
+    spec = Path(__file__).resolve().parents[1] / "spec"
+    sources = {p: p.read_text() for p in spec.rglob("*.py")}
+    missing = [inv.id for comp in components().values() for inv in comp.invariants
+               if not any(f'"{inv.id}"' in text for text in sources.values())]
+    assert missing == [], f"ids not written literally in spec/: {missing[:10]}"

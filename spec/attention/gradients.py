@@ -104,35 +104,44 @@ CALLS = {"attention": _attention_call, "sliding_window_attention": _window_call,
          "multi_head_attention": _mha_call, "multi_head_latent_attention": _mla_call}
 
 
-def _rows(kind: str, statement: str, **overrides) -> list:
-    """One row per differentiable component (and attention's GQA and additive-mask calls) for one kind of check."""
+def _rows(ids: tuple[str, ...], statement: str, **overrides) -> list:
+    """One row per differentiable component (and attention's GQA and additive-mask calls) for one kind of check, from
+    their literal ids, in this order: attention, attention.gqa, attention.mask, sliding_window_attention,
+    cached_attention, multi_head_attention, multi_head_latent_attention."""
+    kind = ids[0].rsplit(".", 1)[1]
     vjp = "vector-Jacobian products" if kind == "matches_reference" else "gradients"
+    prefixes = ("attention.backward.", "attention.gqa.backward.", "attention.mask.backward.",
+                "sliding_window_attention.backward.", "cached_attention.backward.", "multi_head_attention.backward.",
+                "multi_head_latent_attention.backward.")
+    if len(ids) != len(prefixes) or any(i != p + kind for i, p in zip(ids, prefixes)):
+        raise ValueError(f"attention gradient rows out of order: {ids}")
+    a, gqa, mask, window, cache, mha, mla = ids
     return [
-        row(f"attention.backward.{kind}", component="attention", examples=_attention_grad_examples(),
+        row(a, component="attention", examples=_attention_grad_examples(),
             requires=("backward", "lq_ne_lk"), kind_of_check=kind, source=f"{TORCH_SDPA}; {DERIVATION}",
             statement=statement.format(what=f"The {vjp} for query, key and value (causal or not)"), **overrides),
-        row(f"attention.gqa.backward.{kind}", component="attention", gqa=True,
+        row(gqa, component="attention", gqa=True,
             examples=_attention_grad_examples(gqa=True), requires=("backward", "gqa", "lq_ne_lk"),
             kind_of_check=kind, source=f"Ainslie et al. 2023 (GQA); {TORCH_SDPA}; {DERIVATION}",
             statement=statement.format(what=f"With enable_gqa, the {vjp} for query, key and value (a KV head's "
                                        "gradient sums over its group)"), **overrides),
-        row(f"attention.mask.backward.{kind}", component="attention", mask=True,
+        row(mask, component="attention", mask=True,
             examples=_attention_grad_examples(mask=True), requires=("backward", "attn_mask", "lq_ne_lk"),
             kind_of_check=kind, source=f"{TORCH_SDPA}; {DERIVATION}",
             statement=statement.format(what=f"The {vjp} for query, key, value and a float additive attn_mask (0 on "
                                        "-inf entries)"), **overrides),
-        row(f"sliding_window_attention.backward.{kind}", component="sliding_window_attention",
+        row(window, component="sliding_window_attention",
             examples=_window_grad_examples(), requires=("backward",),
             kind_of_check=kind, source=f"{MISTRAL}; {DERIVATION}",
             statement=statement.format(what=f"The {vjp} for query, key and value"), **overrides),
-        row(f"cached_attention.backward.{kind}", component="cached_attention", examples=_cache_grad_examples(),
+        row(cache, component="cached_attention", examples=_cache_grad_examples(),
             requires=("backward",), kind_of_check=kind, source=f"{KV_SOURCE}; {DERIVATION}",
             statement=statement.format(what=f"The {vjp} for query, key, value and both caches (through the output "
                                        "and the returned caches)"), **overrides),
-        row(f"multi_head_attention.backward.{kind}", component="multi_head_attention", examples=_mha_examples(),
+        row(mha, component="multi_head_attention", examples=_mha_examples(),
             requires=("backward",), kind_of_check=kind, source=f"{VASWANI}; {DERIVATION}",
             statement=statement.format(what=f"The {vjp} for x, w_q, w_k, w_v and w_o"), **overrides),
-        row(f"multi_head_latent_attention.backward.{kind}", component="multi_head_latent_attention",
+        row(mla, component="multi_head_latent_attention",
             examples=_mla_examples(), requires=("backward",),
             kind_of_check=kind, source=f"{DEEPSEEK}; {DERIVATION}",
             statement=statement.format(what=f"The {vjp} for x and every weight (w_dkv, w_uk, w_uv, w_q, w_qr, "
@@ -147,25 +156,53 @@ def _check(ctx: Context, p: dict, component: str, kind_of_check: str, **call) ->
     CHECKS[kind_of_check](ctx, reference, args, kwargs, wrt=wrt, seed=p["seed"], names=names)
 
 
-@invariant(*_rows("matches_reference", "{what} match the float64 reference's within the tolerance policy."),
+@invariant(*_rows(("attention.backward.matches_reference",
+                   "attention.gqa.backward.matches_reference",
+                   "attention.mask.backward.matches_reference",
+                   "sliding_window_attention.backward.matches_reference",
+                   "cached_attention.backward.matches_reference",
+                   "multi_head_attention.backward.matches_reference",
+                   "multi_head_latent_attention.backward.matches_reference"),
+                  "{what} match the float64 reference's within the tolerance policy."),
            kind="differential", budget=0.5)
 def check_backward_matches(ctx: Context, p: dict, **row_arguments) -> None:
     _check(ctx, p, **row_arguments)
 
 
-@invariant(*_rows("complete", "{what} exist with each input's shape, dtype and device, and requiring grad does not "
+@invariant(*_rows(("attention.backward.complete",
+                   "attention.gqa.backward.complete",
+                   "attention.mask.backward.complete",
+                   "sliding_window_attention.backward.complete",
+                   "cached_attention.backward.complete",
+                   "multi_head_attention.backward.complete",
+                   "multi_head_latent_attention.backward.complete"),
+                  "{what} exist with each input's shape, dtype and device, and requiring grad does not "
                   "change the output."), kind="property", budget=0.5)
 def check_backward_complete(ctx: Context, p: dict, **row_arguments) -> None:
     _check(ctx, p, **row_arguments)
 
 
-@invariant(*_rows("repeatable", "{what} are the same when pulled back twice through one graph, and two backward "
+@invariant(*_rows(("attention.backward.repeatable",
+                   "attention.gqa.backward.repeatable",
+                   "attention.mask.backward.repeatable",
+                   "sliding_window_attention.backward.repeatable",
+                   "cached_attention.backward.repeatable",
+                   "multi_head_attention.backward.repeatable",
+                   "multi_head_latent_attention.backward.repeatable"),
+                  "{what} are the same when pulled back twice through one graph, and two backward "
                   "calls accumulate their sum."), kind="property", budget=0.5)
 def check_backward_repeatable(ctx: Context, p: dict, **row_arguments) -> None:
     _check(ctx, p, **row_arguments)
 
 
-@invariant(*_rows("finite_differences", "{what} agree with central finite differences of the target's own forward "
+@invariant(*_rows(("attention.backward.finite_differences",
+                   "attention.gqa.backward.finite_differences",
+                   "attention.mask.backward.finite_differences",
+                   "sliding_window_attention.backward.finite_differences",
+                   "cached_attention.backward.finite_differences",
+                   "multi_head_attention.backward.finite_differences",
+                   "multi_head_latent_attention.backward.finite_differences"),
+                  "{what} agree with central finite differences of the target's own forward "
                   "along a random direction (float64)."), kind="property", budget=0.5, dtypes=(torch.float64,))
 def check_backward_finite_differences(ctx: Context, p: dict, **row_arguments) -> None:
     _check(ctx, p, **row_arguments)

@@ -44,12 +44,17 @@ def backward_call(ctx: Context, p: dict, component: str) -> tuple:
     return ref.temperature, (logits(ctx, p), p["t"]), [0]
 
 
-def _rows(kind: str, statement: str, wrt: dict = WRT) -> list:
-    return [row(f"{c}.backward.{kind}", component=c, examples=EXAMPLES[c], source=SOURCES[c],
-                statement=statement.format(wrt=wrt[c])) for c in EXAMPLES]
+def _rows(ids: tuple[str, ...], statement: str, wrt: dict = WRT) -> list:
+    """One row per differentiable component, from its literal id (the component is the id's first part)."""
+    return [row(i, component=c, examples=EXAMPLES[c], source=SOURCES[c], statement=statement.format(wrt=wrt[c]))
+            for i, c in ((i, i.split(".", 1)[0]) for i in ids)]
 
 
-@invariant(*_rows("matches_reference", "The vector-Jacobian product for {wrt} matches the float64 reference's within "
+@invariant(*_rows(("cross_entropy.backward.matches_reference",
+                   "perplexity.backward.matches_reference",
+                   "entropy.backward.matches_reference",
+                   "temperature.backward.matches_reference"),
+                  "The vector-Jacobian product for {wrt} matches the float64 reference's within "
                   "the tolerance policy (random cotangents; target ids are not differentiable)."),
            kind="differential", requires={"backward"}, budget=0.5)
 def check_backward_matches(ctx: Context, p: dict, component: str) -> None:
@@ -57,7 +62,11 @@ def check_backward_matches(ctx: Context, p: dict, component: str) -> None:
     backward_matches(ctx, reference, args, {}, wrt, p["seed"], ["logits"])
 
 
-@invariant(*_rows("complete", "{wrt} get a gradient of their own shape, dtype and device when they require grad, and "
+@invariant(*_rows(("cross_entropy.backward.complete",
+                   "perplexity.backward.complete",
+                   "entropy.backward.complete",
+                   "temperature.backward.complete"),
+                  "{wrt} get a gradient of their own shape, dtype and device when they require grad, and "
                   "requiring grad does not change the output."),
            requires={"backward"}, budget=0.5)
 def check_backward_complete(ctx: Context, p: dict, component: str) -> None:
@@ -65,7 +74,11 @@ def check_backward_complete(ctx: Context, p: dict, component: str) -> None:
     backward_complete(ctx, reference, args, {}, wrt, p["seed"], ["logits"])
 
 
-@invariant(*_rows("repeatable", "Pulling back twice through one graph gives the same gradient for {wrt}, and two "
+@invariant(*_rows(("cross_entropy.backward.repeatable",
+                   "perplexity.backward.repeatable",
+                   "entropy.backward.repeatable",
+                   "temperature.backward.repeatable"),
+                  "Pulling back twice through one graph gives the same gradient for {wrt}, and two "
                   "backward calls accumulate their sum into .grad."),
            requires={"backward"}, budget=0.5)
 def check_backward_repeatable(ctx: Context, p: dict, component: str) -> None:
@@ -73,7 +86,11 @@ def check_backward_repeatable(ctx: Context, p: dict, component: str) -> None:
     backward_repeatable(ctx, reference, args, {}, wrt, p["seed"], ["logits"])
 
 
-@invariant(*_rows("finite_differences", "float64: the gradient for {wrt} agrees with central finite differences of "
+@invariant(*_rows(("cross_entropy.backward.finite_differences",
+                   "perplexity.backward.finite_differences",
+                   "entropy.backward.finite_differences",
+                   "temperature.backward.finite_differences"),
+                  "float64: the gradient for {wrt} agrees with central finite differences of "
                   "the target's own forward along a random direction.", FD_WRT),
            requires={"backward"}, dtypes=(torch.float64,), budget=0.5)
 def check_backward_finite_differences(ctx: Context, p: dict, component: str) -> None:
@@ -112,9 +129,11 @@ def check_ignored_targets_zero(ctx: Context, p: dict) -> None:
                  f"ignore_index {IGNORE_INDEX}")
 
 
-@invariant(*[row(f"{c}.backward.rows_sum_to_zero", component=c, examples=EXAMPLES[c],
+@invariant(*[row(i, component=c, examples=EXAMPLES[c],
                  source=f"softmax(x + c) = softmax(x), so L(x + c 1) = L(x) and grad L . 1 = 0; {SOURCES[c]}")
-             for c in ("cross_entropy", "perplexity", "entropy")],
+             for i, c in ((i, i.split(".", 1)[0]) for i in ("cross_entropy.backward.rows_sum_to_zero",
+                                                            "perplexity.backward.rows_sum_to_zero",
+                                                            "entropy.backward.rows_sum_to_zero"))],
            statement="Each row's gradient in the logits sums to zero (up to rounding of its terms): adding a constant "
            "to a row's logits changes nothing, so the softmax term of the gradient balances the target's.",
            requires={"backward"}, budget=0.5)
